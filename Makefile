@@ -1,0 +1,56 @@
+# The collection's commands. `make test` and `make demo` create .venv (gitignored) on first use and
+# reinstall only when requirements/lock.txt or pyproject.toml change.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.medimg-installed
+NOTEBOOK_DIRS := 01_load_data 02_annotation 03_train_classifier 04_segmentation_unet 05_deploy_explain 06_workshop_experiments
+# pip prints one warning per package for this machine's local index folders; they say nothing useful.
+QUIET_PIP := sed -u '/^WARNING: Location .* is ignored/d'
+
+export JUPYTER_PREFER_ENV_PATH := 1
+export MPLBACKEND := Agg
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help env demo test check lock bench clean
+
+help:  ## list the commands
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+
+env: $(STAMP)  ## create or refresh .venv from the lock file (nothing to do when up to date)
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"Python >= 3.11 is needed, found {v.major}.{v.minor}: run make PYTHON=/path/to/python3.11")'
+	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "Installing the locked stack into $(VENV) (first time: several minutes, ~8 GB)"
+	$(PY) -m pip install --quiet -r requirements/lock.txt 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip check
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (medimg)" > /dev/null
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## run every notebook headless (full setting, generated data) into outputs/
+	MEDIMG_QUICK=0 $(PY) -m helpers.nbtools run --out outputs
+
+test: $(STAMP)  ## unit tests, notebook template checks, and every notebook under nbval (quick setting)
+	MEDIMG_QUICK=1 $(PY) -m pytest -p no:cacheprovider tests $(NOTEBOOK_DIRS) \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=900
+
+check: $(STAMP)  ## template check of every notebook only
+	$(PY) -m helpers.nbtools check
+
+lock:  ## re-resolve requirements/requirements.in into requirements/lock.txt in a scratch venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -r requirements/requirements.in 2>&1 | $(QUIET_PIP)
+	.lock-venv/bin/pip check
+	{ sed -n '1,/^# ---- pinned/p' requirements/lock.txt; .lock-venv/bin/pip freeze --all --exclude-editable | grep -v '^pip==' | grep -vi '^medimg-helpers'; } > requirements/lock.txt.new
+	mv requirements/lock.txt.new requirements/lock.txt && rm -rf .lock-venv
+
+clean:  ## remove executed notebooks and caches (keeps .venv)
+	rm -rf outputs .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

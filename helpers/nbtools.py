@@ -1,0 +1,450 @@
+"""The collection's notebooks as a whole: the template every notebook follows, key results, and the
+headless runner behind ``make demo``.
+
+Command line::
+
+    python -m helpers.nbtools check            # template check of every notebook (what the test runs)
+    python -m helpers.nbtools run [--quick]    # execute every notebook with papermill into outputs/
+    python -m helpers.nbtools new PATH TITLE   # a new notebook that already follows the template
+    python -m helpers.nbtools badges           # rewrite every Colab badge from REPOSITORY
+
+The template is described in CONTRIBUTING.md; :func:`check_template` is its executable form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers.errors import NotebookTemplateError
+
+#: The one configured repository every Colab badge points at (``owner/name`` on GitHub) and its branch.
+REPOSITORY = "medimg-tutorials/medimg-ai-tutorials"
+BRANCH = "main"
+#: The numbered folders that hold the lessons, in reading order.
+NOTEBOOK_DIRS = (
+    "01_load_data",
+    "02_annotation",
+    "03_train_classifier",
+    "04_segmentation_unet",
+    "05_deploy_explain",
+    "06_workshop_experiments",
+)
+#: Stored outputs of one notebook may take at most this many bytes (figures included).
+MAX_OUTPUT_BYTES = 3_000_000
+#: MIME type under which :func:`key_result` stores a notebook's headline number.
+KEY_RESULT_MIME = "application/vnd.medimg.key-result+json"
+
+#: Text that must never appear in stored outputs: machine-specific absolute paths.
+PATH_PATTERN = re.compile(r"(/root/|/home/[^/\s\"']+/|/Users/[^/\s\"']+/|[A-Za-z]:\\\\?Users\\\\|/work/|/tmp/)")
+#: Text that must never appear anywhere in a notebook: secrets and cloud identifiers.
+SECRET_PATTERNS = {
+    "an Azure SAS signature": re.compile(r"sig=[A-Za-z0-9%+/=]{10,}"),
+    "a storage account key": re.compile(r"AccountKey=[A-Za-z0-9+/=]{20,}"),
+    "an Azure subscription id": re.compile(
+        r"subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+    "a bearer token": re.compile(r"Bearer\s+[A-Za-z0-9\-_.=]{20,}"),
+    "a GitHub token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
+    "an AWS access key": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    "a private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+}
+
+
+# --- the template --------------------------------------------------------------------------------
+
+
+def colab_url(relpath: str | Path) -> str:
+    """The Colab URL that opens ``relpath`` (relative to the repository root) from GitHub."""
+    rel = Path(relpath).as_posix()
+    return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/{rel}"
+
+
+def colab_badge(relpath: str | Path) -> str:
+    """The markdown "Open in Colab" badge for ``relpath``, built from :data:`REPOSITORY`."""
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(relpath)})"
+
+
+def find_notebooks(root: str | Path) -> list[Path]:
+    """Every lesson notebook under the numbered folders of ``root``, in reading order."""
+    root = Path(root)
+    found: list[Path] = []
+    for folder in NOTEBOOK_DIRS:
+        found += sorted(p for p in (root / folder).glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return found
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _tags(cell: dict) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _headings(cell: dict) -> list[str]:
+    return [line.lstrip("#").strip().lower() for line in _source(cell).splitlines() if line.startswith("#")]
+
+
+def _index(cells: list[dict], pred) -> int | None:
+    return next((i for i, c in enumerate(cells) if pred(c)), None)
+
+
+def check_template(nb: dict, relpath: str | Path) -> list[str]:
+    """Every way notebook ``nb`` (stored at ``relpath`` in the repository) departs from the template; [] if none."""
+    problems: list[str] = []
+    cells = list(nb.get("cells", []))
+    md = lambda c: c.get("cell_type") == "markdown"  # noqa: E731
+    code = lambda c: c.get("cell_type") == "code"  # noqa: E731
+    if not cells:
+        return ["the notebook has no cells"]
+
+    # 1. Title, objectives, time, badge.
+    first = cells[0]
+    if not (md(first) and _source(first).lstrip().startswith("# ")):
+        problems.append("the first cell must be markdown starting with a '# Title'")
+    intro = "\n".join(_source(c) for c in cells[:3] if md(c))
+    if not re.search(r"objectives", intro, re.I):
+        problems.append("the introduction (first markdown cells) must list the learning objectives")
+    if not re.search(r"(estimated )?time\b.*\d+\s*(min|minutes|h|hours)", intro, re.I):
+        problems.append("the introduction must give an estimated time, e.g. '**Time:** 20 minutes'")
+    if colab_badge(relpath) not in intro:
+        problems.append(f"the introduction must hold the Colab badge for this path: {colab_badge(relpath)}")
+
+    # 2. Setup (Colab only), parameters, imports ending in print_versions().
+    setup = _index(cells, lambda c: code(c) and "google.colab" in _source(c) and "pip install" in _source(c))
+    params = _index(cells, lambda c: code(c) and "parameters" in _tags(c))
+    imports = _index(
+        cells,
+        lambda c: code(c) and (_source(c).strip().splitlines() or [""])[-1].strip().endswith("print_versions()"),
+    )
+    if setup is None:
+        problems.append("a setup code cell must install the package on Colab only "
+                        "(an `if \"google.colab\" in sys.modules:` block with `%pip install`)")
+    if params is None:
+        problems.append("a code cell must be tagged `parameters` (papermill injects settings after it)")
+    elif "QUICK" not in _source(cells[params]):
+        problems.append("the parameters cell must define QUICK (None means: read MEDIMG_QUICK)")
+    if imports is None:
+        problems.append("an imports cell must end with `print_versions()`")
+    if None not in (setup, params, imports) and not (setup < params < imports):
+        problems.append("the order must be: setup cell, then the parameters cell, then the imports cell")
+
+    # 3. Closing sections.
+    wyss = _index(cells, lambda c: md(c) and any(h.startswith("what you should see") for h in _headings(c)))
+    exercises = _index(cells, lambda c: md(c) and any(h.startswith("exercises") for h in _headings(c)))
+    if wyss is None:
+        problems.append("a closing markdown section '## What you should see' must give the expected ranges")
+    if exercises is None:
+        problems.append("a closing markdown section '## Exercises' must follow 'What you should see'")
+    if wyss is not None and imports is not None and wyss < imports:
+        problems.append("'What you should see' must come after the lesson, not before the imports")
+    if wyss is not None and exercises is not None and exercises < wyss:
+        problems.append("'Exercises' must come after 'What you should see'")
+
+    # 4. Kernel, stored outputs.
+    kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
+    if kernel != "python3":
+        problems.append(f"the kernelspec must be 'python3', found {kernel!r}")
+    problems += check_outputs(nb)
+    return problems
+
+
+def check_outputs(nb: dict) -> list[str]:
+    """Problems with the stored outputs: size, errors, unclean execution, machine paths, secrets."""
+    problems: list[str] = []
+    code_cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    outputs = [c.get("outputs", []) for c in code_cells]
+    blob = json.dumps(outputs)
+    if len(blob) > MAX_OUTPUT_BYTES:
+        problems.append(f"stored outputs take {len(blob):,} bytes, over the {MAX_OUTPUT_BYTES:,}-byte cap: "
+                        "lower figure dpi or print less")
+    if code_cells and not any(outputs):
+        problems.append("the notebook is stored without outputs: store the outputs of a clean run")
+    for i, cell in enumerate(code_cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                problems.append(f"code cell {i} stores an error ({out.get('ename')}): re-run cleanly")
+    counts = [c.get("execution_count") for c in code_cells if c.get("execution_count") is not None]
+    if counts and counts != list(range(1, len(counts) + 1)):
+        problems.append("execution counts are not 1, 2, 3, ...: store the outputs of one clean top-to-bottom run")
+    match = PATH_PATTERN.search(blob)
+    if match:
+        problems.append(f"a stored output holds a machine path ({match.group(0)!r}): print paths relative "
+                        "to the data folder, or with '~'")
+    everything = json.dumps(nb)
+    for what, pattern in SECRET_PATTERNS.items():
+        if pattern.search(everything):
+            problems.append(f"the notebook holds {what}: remove it and rotate the secret")
+    return problems
+
+
+def assert_template(path: str | Path, root: str | Path) -> None:
+    """Raise :class:`NotebookTemplateError` listing every template problem of the notebook at ``path``."""
+    path = Path(path)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    rel = path.resolve().relative_to(Path(root).resolve())
+    problems = check_template(nb, rel)
+    if problems:
+        raise NotebookTemplateError(f"{rel} does not follow the template (see CONTRIBUTING.md):\n- "
+                                    + "\n- ".join(problems))
+
+
+SETUP_SOURCE = f"""# Setup: on Colab, install the shared `helpers` package (locally, `make demo` / `make test` did it).
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install -q "medimg-helpers[all] @ git+https://github.com/{REPOSITORY}.git@{BRANCH}"
+"""
+
+PARAMETERS_SOURCE = """# Parameters: papermill overrides these. QUICK=None reads MEDIMG_QUICK (1 = quick setting, as in CI).
+QUICK = None
+DATA_SOURCE = "generated"  # "generated" (offline default) or "real"
+REAL_DATA_DIR = None  # folder of the real data set when DATA_SOURCE == "real"
+SEED = 0
+"""
+
+
+def template_notebook(relpath: str | Path, title: str) -> dict:
+    """A new notebook (nbformat 4 dict) for ``relpath`` that passes :func:`check_template` once executed."""
+    import nbformat.v4 as v4
+
+    cells = [
+        v4.new_markdown_cell(
+            f"# {title}\n\n{colab_badge(relpath)}\n\n"
+            "One paragraph: the clinical question this lesson answers.\n\n"
+            "**Objectives**\n- ...\n\n**Time:** 20 minutes · **Prerequisites:** ..."
+        ),
+        v4.new_code_cell(SETUP_SOURCE),
+        v4.new_code_cell(PARAMETERS_SOURCE, metadata={"tags": ["parameters"]}),
+        v4.new_code_cell("import helpers\nfrom helpers.config import is_quick\n\nquick = is_quick(QUICK)\n"
+                         "helpers.seed_everything(SEED)\nhelpers.print_versions()"),
+        v4.new_markdown_cell("## What you should see\n\n- ..."),
+        v4.new_markdown_cell("## Exercises\n\n1. ...\n\n<details><summary>Solution</summary>\n\n...\n</details>"),
+    ]
+    nb = v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def rewrite_badges(root: str | Path) -> list[Path]:
+    """Replace any Colab badge in every notebook with the one built from :data:`REPOSITORY`; return changed files."""
+    root = Path(root)
+    pattern = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+    changed = []
+    for path in find_notebooks(root):
+        text = path.read_text(encoding="utf-8")
+        nb = json.loads(text)
+        badge = colab_badge(path.relative_to(root))
+        dirty = False
+        for cell in nb["cells"]:
+            src = _source(cell)
+            new = pattern.sub(lambda _m: badge, src)
+            if new != src:
+                cell["source"] = new
+                dirty = True
+        if dirty:
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+# --- key results ---------------------------------------------------------------------------------
+
+
+def key_result(name: str, value: float | int | str, unit: str = "") -> dict[str, Any]:
+    """Show a notebook's headline result and store it in the output for the ``make demo`` table."""
+    record = {"name": name, "value": value, "unit": unit}
+    try:
+        from IPython.display import display
+
+        text = f"Key result: {name} = {_fmt(value)}{(' ' + unit) if unit else ''}"
+        display({KEY_RESULT_MIME: record, "text/plain": text}, raw=True)
+    except ImportError:  # outside IPython: nothing to display into
+        pass
+    return record
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def read_key_results(nb: dict) -> list[dict[str, Any]]:
+    """The :func:`key_result` records stored in an executed notebook's outputs, in order."""
+    found = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if KEY_RESULT_MIME in data:
+                found.append(data[KEY_RESULT_MIME])
+    return found
+
+
+# --- the runner behind `make demo` -----------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """The outcome of executing one notebook."""
+
+    notebook: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    key_results: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+    output: str = ""
+
+    @property
+    def key_text(self) -> str:
+        """The key results as one short line."""
+        return "; ".join(f"{r['name']} = {_fmt(r['value'])}{(' ' + r['unit']) if r.get('unit') else ''}"
+                         for r in self.key_results)
+
+
+def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: int = 1800) -> RunResult:
+    """Execute one notebook headless with papermill (fresh ``python3`` kernel, cwd = its folder)."""
+    import papermill as pm
+
+    rel = path.relative_to(root)
+    out_nb = out_dir / rel
+    out_nb.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["MEDIMG_QUICK"] = "1" if quick else "0"
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(out_nb), kernel_name="python3", cwd=str(path.parent),
+                            progress_bar=False, log_output=False, execution_timeout=timeout)
+        status, error = "ok", ""
+    except pm.PapermillExecutionError as exc:
+        first_line = (exc.source or "").strip().splitlines()[:1]
+        status = "failed"
+        error = (f"{rel}, code cell {exc.exec_count} (cell index {exc.cell_index}, "
+                 f"starting {first_line[0] if first_line else ''!r}): {exc.ename}: {exc.evalue}")
+    except Exception as exc:  # kernel died, notebook unreadable, timeout
+        status, error = "failed", f"{rel}: {type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - start
+    keys: list[dict[str, Any]] = []
+    if out_nb.exists():
+        executed = json.loads(out_nb.read_text(encoding="utf-8"))
+        keys = read_key_results(executed)
+        _write_html(executed, out_nb.with_suffix(".html"))
+    return RunResult(str(rel), status, seconds, keys, error, str(out_nb.relative_to(out_dir)))
+
+
+def _write_html(nb: dict, path: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.from_dict(nb))
+    path.write_text(body, encoding="utf-8")
+
+
+def format_table(results: list[RunResult]) -> str:
+    """The run summary as a plain-text table: notebook, status, seconds, key result."""
+    header = ("notebook", "status", "seconds", "key result")
+    rows = [(r.notebook, r.status, f"{r.seconds:.1f}", r.key_text or "-") for r in results]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cols: "  ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def write_index(results: list[RunResult], out_dir: Path, quick: bool) -> Path:
+    """Write ``out_dir/index.html`` linking every executed notebook's HTML, and ``summary.json``."""
+    rows = "\n".join(
+        f"<tr><td><a href='{html.escape(Path(r.output).with_suffix('.html').as_posix())}'>"
+        f"{html.escape(r.notebook)}</a></td><td class='{r.status}'>{r.status}</td>"
+        f"<td>{r.seconds:.1f}</td><td>{html.escape(r.key_text or r.error or '-')}</td></tr>"
+        for r in results
+    )
+    setting = "quick" if quick else "full"
+    page = f"""<!doctype html><html><head><meta charset='utf-8'><title>Collection run</title>
+<style>body{{font-family:sans-serif}}td,th{{padding:4px 10px;text-align:left}}.ok{{color:green}}
+.failed{{color:#b00;font-weight:bold}}</style></head><body>
+<h1>Medical imaging AI tutorials: {setting} run, {time.strftime('%Y-%m-%d %H:%M')}</h1>
+<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>key result</th></tr>
+{rows}</table></body></html>"""
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    (out_dir / "summary.json").write_text(json.dumps([r.__dict__ for r in results], indent=2), encoding="utf-8")
+    return index
+
+
+def run_collection(root: str | Path, out_dir: str | Path, quick: bool = False,
+                   only: list[str] | None = None) -> list[RunResult]:
+    """Execute every notebook (or those whose path contains one of ``only``) into ``out_dir``."""
+    root, out_dir = Path(root).resolve(), Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = find_notebooks(root)
+    if only:
+        notebooks = [p for p in notebooks if any(s in str(p.relative_to(root)) for s in only)]
+    results = [run_notebook(p, root, out_dir, quick) for p in notebooks]
+    write_index(results, out_dir, quick)
+    return results
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m helpers.nbtools``."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.nbtools", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default=".", help="repository root (default: .)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="execute every notebook headless into outputs/")
+    run.add_argument("--out", default="outputs")
+    run.add_argument("--quick", action="store_true", help="quick setting (MEDIMG_QUICK=1)")
+    run.add_argument("only", nargs="*", help="run only notebooks whose path contains one of these")
+    sub.add_parser("check", help="check every notebook against the template")
+    new = sub.add_parser("new", help="create a notebook that follows the template")
+    new.add_argument("path")
+    new.add_argument("title")
+    sub.add_parser("badges", help="rewrite every Colab badge from REPOSITORY")
+    args = parser.parse_args(argv)
+    root = Path(args.root).resolve()
+
+    if args.cmd == "run":
+        results = run_collection(root, args.out, quick=args.quick, only=args.only)
+        print(format_table(results))
+        for r in results:
+            if r.error:
+                print(f"\nFAILED {r.error}", file=sys.stderr)
+        print(f"\nExecuted notebooks and index.html are in {args.out}/")
+        return 0 if results and all(r.status == "ok" for r in results) else 1
+    if args.cmd == "check":
+        failures = 0
+        for path in find_notebooks(root):
+            try:
+                assert_template(path, root)
+            except NotebookTemplateError as exc:
+                failures += 1
+                print(exc)
+        print(f"{len(find_notebooks(root)) - failures} notebook(s) follow the template, {failures} do not.")
+        return 1 if failures else 0
+    if args.cmd == "new":
+        import nbformat
+
+        path = root / args.path
+        if path.exists():
+            print(f"{args.path} exists; not overwriting.", file=sys.stderr)
+            return 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nbformat.from_dict(template_notebook(args.path, args.title)), str(path))
+        print(f"Created {args.path}")
+        return 0
+    if args.cmd == "badges":
+        for path in rewrite_badges(root):
+            print(f"rewrote badge in {path.relative_to(root)}")
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

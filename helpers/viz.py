@@ -1,0 +1,91 @@
+"""Figures with one look across the collection: sizes, image grids, windowed display, overlays.
+
+Plot functions draw and return the matplotlib ``Figure``; they never call ``plt.show()`` (Jupyter
+shows a returned figure; scripts save it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Figure sizes in inches: one image, a row of panels, a grid.
+FIGSIZE = {"single": (4.0, 4.0), "wide": (10.0, 3.5), "grid": (10.0, 8.0)}
+#: Colour for masks and lesions drawn over greyscale images.
+OVERLAY_COLOR = (1.0, 0.15, 0.15)
+
+
+def _plt():
+    """matplotlib.pyplot, imported on first use (matplotlib picks a headless backend by itself)."""
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_display(image: np.ndarray, win: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale an image to [0, 1]: with a (center, width) window if given, else by its 1st-99th percentiles."""
+    image = np.asarray(image, dtype=np.float32)
+    if win is not None:
+        from helpers.dicom import window
+
+        return window(image, *win)
+    lo, hi = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, color: tuple[float, float, float] = OVERLAY_COLOR,
+            alpha: float = 0.4) -> np.ndarray:
+    """An RGB float image in [0, 1]: greyscale ``image`` (already in [0, 1]) with ``mask`` tinted ``color``."""
+    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    mask = np.asarray(mask, dtype=bool)
+    if image.shape != mask.shape:
+        raise ValueError(f"image {image.shape} and mask {mask.shape} must have the same shape.")
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    tint = np.asarray(color, dtype=np.float32)
+    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * tint
+    return rgb
+
+
+def show_image(image: np.ndarray, title: str = "", win: tuple[float, float] | None = None,
+               mask: np.ndarray | None = None, ax=None, colorbar: bool = False):
+    """Draw one greyscale image (windowed if ``win``), optionally with a mask overlay; return the Figure."""
+    plt = _plt()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=FIGSIZE["single"])
+    else:
+        fig = ax.figure
+    disp = to_display(image, win)
+    if mask is not None:
+        ax.imshow(overlay(disp, mask))
+    else:
+        im = ax.imshow(disp if win is not None else image, cmap="gray",
+                       vmin=0 if win is not None else None, vmax=1 if win is not None else None)
+        if colorbar:
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return fig
+
+
+def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, ncols: int = 4,
+               win: tuple[float, float] | None = None, masks: Sequence[np.ndarray | None] | None = None,
+               panel_size: float = 2.5):
+    """Draw images in a grid (each windowed or percentile-scaled, optional masks); return the Figure."""
+    plt = _plt()
+    n = len(images)
+    if n == 0:
+        raise ValueError("image_grid needs at least one image.")
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        mask = masks[i] if masks is not None else None
+        show_image(images[i], title=titles[i] if titles else "", win=win, mask=mask, ax=ax)
+    fig.tight_layout()
+    return fig

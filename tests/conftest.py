@@ -1,0 +1,32 @@
+"""Shared fixtures: where ../shared/data is (tests that need it skip with a reason), and an isolated
+data folder so tests never write into the user's cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Small real subsets for development; see ../shared/data/README.md. Override with MEDIMG_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("MEDIMG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory, monkeypatch):
+    """Point MEDIMG_DATA_DIR at a per-session temporary folder for every test."""
+    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path_factory.getbasetemp() / "medimg-data"))
+
+
+@pytest.fixture
+def shared_data():
+    """Return a function giving a sub-folder of ../shared/data, skipping the test when it is absent."""
+
+    def get(*parts: str) -> Path:
+        path = SHARED_DATA.joinpath(*parts)
+        if not path.exists():
+            pytest.skip(f"real data not available: {path} is absent (see ../shared/data/README.md)")
+        return path
+
+    return get

@@ -1,0 +1,53 @@
+"""The `make demo` runner: executes notebooks headless, reads key results, names the failing cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import nbtools
+
+pytest.importorskip("papermill")
+
+
+def write_nb(path: Path, sources: list[str]) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+@pytest.mark.slow
+def test_run_collection_reports_status_key_result_and_failing_cell(tmp_path):
+    write_nb(tmp_path / "01_load_data" / "01_ok.ipynb",
+             ["import os\nQUICK = os.environ['MEDIMG_QUICK']",
+              "from helpers.nbtools import key_result\nkey_result('answer', 0.5, 'AUC')"])
+    write_nb(tmp_path / "02_annotation" / "01_bad.ipynb", ["x = 1", "raise ValueError('boom')"])
+    results = nbtools.run_collection(tmp_path, tmp_path / "outputs", quick=True)
+    ok, bad = results
+    assert ok.status == "ok" and ok.key_results == [{"name": "answer", "value": 0.5, "unit": "AUC"}]
+    assert ok.key_text == "answer = 0.500 AUC"
+    assert bad.status == "failed"
+    assert "02_annotation/01_bad.ipynb" in bad.error and "code cell 2" in bad.error and "boom" in bad.error
+    assert (tmp_path / "outputs" / "01_load_data" / "01_ok.html").exists()
+    index = (tmp_path / "outputs" / "index.html").read_text()
+    assert "01_ok.html" in index and "failed" in index
+    summary = json.loads((tmp_path / "outputs" / "summary.json").read_text())
+    assert [s["status"] for s in summary] == ["ok", "failed"]
+    table = nbtools.format_table(results)
+    assert table.splitlines()[0].split() == ["notebook", "status", "seconds", "key", "result"]
+    assert "answer = 0.500 AUC" in table
+
+
+def test_read_key_results_from_stored_outputs():
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "display_data", "data": {nbtools.KEY_RESULT_MIME: {"name": "dice", "value": 0.9, "unit": ""},
+                                                  "text/plain": "Key result: dice = 0.9"}}]}]}
+    assert nbtools.read_key_results(nb) == [{"name": "dice", "value": 0.9, "unit": ""}]
+
+
+def test_key_result_returns_its_record_outside_ipython():
+    assert nbtools.key_result("n", 3) == {"name": "n", "value": 3, "unit": ""}

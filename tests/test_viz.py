@@ -1,0 +1,39 @@
+"""helpers.viz: display scaling, overlays and figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import viz
+
+
+def test_to_display_with_window_is_hand_computable():
+    hu = np.array([[0.0, 40.0, 80.0, 1000.0]])
+    assert viz.to_display(hu, (40, 80)).tolist() == [[0.0, 0.5, 1.0, 1.0]]
+
+
+def test_to_display_percentile_scales_into_unit_range():
+    img = np.arange(100, dtype=np.float32).reshape(10, 10)
+    out = viz.to_display(img)
+    assert out.min() == 0.0 and out.max() == 1.0
+
+
+def test_overlay_tints_only_the_mask():
+    img = np.full((2, 2), 0.5, dtype=np.float32)
+    mask = np.array([[True, False], [False, False]])
+    rgb = viz.overlay(img, mask, color=(1.0, 0.0, 0.0), alpha=0.5)
+    assert rgb.shape == (2, 2, 3)
+    np.testing.assert_allclose(rgb[0, 0], [0.75, 0.25, 0.25])
+    np.testing.assert_allclose(rgb[1, 1], [0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="same shape"):
+        viz.overlay(img, np.zeros((3, 3), bool))
+
+
+def test_image_grid_makes_one_panel_per_image():
+    fig = viz.image_grid([np.zeros((8, 8))] * 5, titles=list("abcde"), ncols=3)
+    visible = [ax for ax in fig.axes if ax.images]
+    assert len(visible) == 5 and len(fig.axes) == 6
+    assert [ax.get_title() for ax in visible] == list("abcde")
+    with pytest.raises(ValueError):
+        viz.image_grid([])

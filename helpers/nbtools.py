@@ -335,15 +335,16 @@ def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: in
     if out_nb.exists():
         executed = json.loads(out_nb.read_text(encoding="utf-8"))
         keys = read_key_results(executed)
-        _write_html(executed, out_nb.with_suffix(".html"))
+        _write_html(out_nb, out_nb.with_suffix(".html"))
     return RunResult(str(rel), status, seconds, keys, error, str(out_nb.relative_to(out_dir)))
 
 
-def _write_html(nb: dict, path: Path) -> None:
+def _write_html(notebook: Path, path: Path) -> None:
+    """Render an executed notebook file as standalone HTML."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.from_dict(nb))
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
     path.write_text(body, encoding="utf-8")
 
 

@@ -484,17 +484,6 @@ def load_sunnybrook(root: str | Path, link: str | Path | Mapping[str, str] | Non
     return pd.DataFrame(rows).sort_values(["patient_id", "instance_number"], ignore_index=True)
 
 
-def _read_dicom_pixels(path: str | Path) -> np.ndarray:
-    """A single-frame DICOM's pixels in physical units (stored * RescaleSlope + RescaleIntercept), float32."""
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    pixels = ds.pixel_array.astype(np.float32)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    return pixels * np.float32(slope) + np.float32(intercept)
-
-
 def sunnybrook_image_and_mask(
     row: Mapping[str, Any] | pd.Series, which: str = "inner"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -504,7 +493,9 @@ def sunnybrook_image_and_mask(
 
     if which not in ("inner", "outer", "myocardium"):
         raise ValueError(f"which must be 'inner', 'outer' or 'myocardium', got {which!r}.")
-    image = _read_dicom_pixels(row["path"])
+    from helpers.dicom import pixels
+
+    image = pixels(row["path"])
     needed = ("inner", "outer") if which == "myocardium" else (which,)
     masks = {}
     for kind in needed:

@@ -168,13 +168,12 @@ def versions_report() -> dict[str, str]:
     return report
 
 
-def print_versions() -> dict[str, str]:
-    """Print Python, package versions, the quick setting, data folder and devices; return them as a dict."""
+def print_versions() -> None:
+    """Print Python, package versions, the quick setting, data folder and devices (see :func:`versions_report`)."""
     report = versions_report()
     width = max(len(k) for k in report)
     for key, value in report.items():
         print(f"{key:<{width}}  {value}")
-    return report
 
 
 def _display_path(path: Path) -> str:

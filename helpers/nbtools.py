@@ -261,7 +261,7 @@ def rewrite_badges(root: str | Path) -> list[Path]:
 # --- key results ---------------------------------------------------------------------------------
 
 
-def key_result(name: str, value: float | int | str, unit: str = "") -> dict[str, Any]:
+def key_result(name: str, value: float | int | str, unit: str = "") -> None:
     """Show a notebook's headline result and store it in the output for the ``make demo`` table."""
     record = {"name": name, "value": value, "unit": unit}
     try:
@@ -271,7 +271,6 @@ def key_result(name: str, value: float | int | str, unit: str = "") -> dict[str,
         display({KEY_RESULT_MIME: record, "text/plain": text}, raw=True)
     except ImportError:  # outside IPython: nothing to display into
         pass
-    return record
 
 
 def _fmt(value: Any) -> str:

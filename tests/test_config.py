@@ -80,13 +80,14 @@ def test_get_device_on_cpu_machine_and_bad_preference():
         config.get_device("tpu")
 
 
-def test_print_versions_prints_and_returns(capsys, monkeypatch, tmp_path):
+def test_print_versions_prints_the_report(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MEDIMG_QUICK", "1")
-    report = config.print_versions()
+    assert config.print_versions() is None  # a notebook's last line: nothing echoed twice
     out = capsys.readouterr().out
+    report = config.versions_report()
     assert report["numpy"] == np.__version__
     assert report["quick setting"] == "True"
-    assert f"numpy" in out and np.__version__ in out
+    assert f"numpy" in out and np.__version__ in out and "quick setting   True" in out
     assert report["python"] == ".".join(map(str, sys.version_info[:3]))
 
 

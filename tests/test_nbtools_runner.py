@@ -49,5 +49,10 @@ def test_read_key_results_from_stored_outputs():
     assert nbtools.read_key_results(nb) == [{"name": "dice", "value": 0.9, "unit": ""}]
 
 
-def test_key_result_returns_its_record_outside_ipython():
-    assert nbtools.key_result("n", 3) == {"name": "n", "value": 3, "unit": ""}
+def test_key_result_displays_both_text_and_record(monkeypatch):
+    shown = []
+    import IPython.display
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw: shown.append(obj))
+    assert nbtools.key_result("n", 3) is None
+    assert shown == [{nbtools.KEY_RESULT_MIME: {"name": "n", "value": 3, "unit": ""}, "text/plain": "Key result: n = 3"}]

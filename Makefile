@@ -16,6 +16,8 @@ export JUPYTER_PREFER_ENV_PATH := 1
 export MPLBACKEND := Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
+# No person watches make demo / make test: widgets fall back to static figures.
+export MEDIMG_HEADLESS := 1
 
 .PHONY: help env demo test check lock bench clean
 

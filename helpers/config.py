@@ -20,6 +20,8 @@ import numpy as np
 DATA_DIR_ENV = "MEDIMG_DATA_DIR"
 #: Environment variable that selects the quick setting (``1``) used by CI and ``make test``.
 QUICK_ENV = "MEDIMG_QUICK"
+#: Environment variable that says no person is watching (``1``: make demo, make test, CI): widgets fall back to static output.
+HEADLESS_ENV = "MEDIMG_HEADLESS"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -77,6 +79,13 @@ def is_quick(override: bool | None = None) -> bool:
     if raw in _FALSE:
         return False
     raise ValueError(f"{QUICK_ENV}={raw!r} is not understood: use 1 (quick) or 0 (full).")
+
+
+def is_headless() -> bool:
+    """True when no person is watching (``$MEDIMG_HEADLESS=1``, or not inside a Jupyter kernel): use static output."""
+    if os.environ.get(HEADLESS_ENV, "").strip().lower() in _TRUE:
+        return True
+    return "ipykernel" not in sys.modules
 
 
 def on_colab() -> bool:

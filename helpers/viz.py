@@ -72,8 +72,8 @@ def show_image(image: np.ndarray, title: str = "", win: tuple[float, float] | No
 
 def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None, ncols: int = 4,
                win: tuple[float, float] | None = None, masks: Sequence[np.ndarray | None] | None = None,
-               panel_size: float = 2.5):
-    """Draw images in a grid (each windowed or percentile-scaled, optional masks); return the Figure."""
+               panel_size: float = 2.5, wins: Sequence[tuple[float, float] | None] | None = None):
+    """Draw images in a grid (windowed by ``win``, or per image by ``wins``, else percentile-scaled); return the Figure."""
     plt = _plt()
     n = len(images)
     if n == 0:
@@ -86,6 +86,35 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
             ax.axis("off")
             continue
         mask = masks[i] if masks is not None else None
-        show_image(images[i], title=titles[i] if titles else "", win=win, mask=mask, ax=ax)
+        show_image(images[i], title=titles[i] if titles else "", win=wins[i] if wins is not None else win,
+                   mask=mask, ax=ax)
     fig.tight_layout()
     return fig
+
+
+def window_explorer(image: np.ndarray, presets: dict[str, tuple[float, float]], center: float = 40.0,
+                    width: float = 80.0):
+    """Window/level sliders over ``image`` (physical units) in a live notebook; a static preset grid when headless.
+
+    Returns the ipywidgets ``interactive`` object when interactive, else the static ``Figure``.
+    """
+    from helpers.config import is_headless
+
+    if is_headless():
+        names = list(presets)
+        return image_grid([image] * len(names), titles=[f"{k} {presets[k]}" for k in names],
+                          wins=[presets[k] for k in names], ncols=min(4, len(names)))
+    import ipywidgets as widgets
+
+    lo, hi = float(np.min(image)), float(np.max(image))
+
+    def draw(center: float, width: float) -> None:
+        show_image(image, title=f"center {center:.0f}, width {width:.0f}", win=(center, width))
+        _plt().show()
+
+    return widgets.interactive(
+        draw,
+        center=widgets.FloatSlider(value=center, min=lo, max=hi, step=1.0, description="center"),
+        width=widgets.FloatSlider(value=width, min=1.0, max=hi - lo, step=1.0, description="width"),
+    )
+

@@ -94,3 +94,13 @@ def test_print_versions_prints_the_report(capsys, monkeypatch, tmp_path):
 def test_display_path_hides_home(monkeypatch):
     home = Path.home()
     assert config._display_path(home / "a" / "b") == "~/a/b"
+
+
+def test_is_headless_from_env_or_outside_a_kernel(monkeypatch):
+    monkeypatch.setenv("MEDIMG_HEADLESS", "1")
+    assert config.is_headless()
+    monkeypatch.delenv("MEDIMG_HEADLESS")
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert config.is_headless()  # plain python: nobody to show a widget to
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    assert not config.is_headless()

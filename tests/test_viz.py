@@ -37,3 +37,30 @@ def test_image_grid_makes_one_panel_per_image():
     assert [ax.get_title() for ax in visible] == list("abcde")
     with pytest.raises(ValueError):
         viz.image_grid([])
+
+
+def test_image_grid_applies_one_window_per_panel():
+    hu = np.array([[0.0, 40.0], [80.0, 1000.0]])
+    fig = viz.image_grid([hu, hu], wins=[(40, 80), (500, 1000)], ncols=2)
+    first, second = (ax.images[0].get_array() for ax in fig.axes)
+    np.testing.assert_allclose(first, [[0.0, 0.5], [1.0, 1.0]])
+    np.testing.assert_allclose(second, [[0.0, 0.04], [0.08, 1.0]])
+
+
+def test_window_explorer_is_static_when_headless(monkeypatch):
+    monkeypatch.setenv("MEDIMG_HEADLESS", "1")
+    presets = {"brain": (40, 80), "bone": (400, 1800)}
+    fig = viz.window_explorer(np.zeros((8, 8)), presets)
+    assert [ax.get_title() for ax in fig.axes] == ["brain (40, 80)", "bone (400, 1800)"]
+
+
+def test_window_explorer_gives_sliders_in_a_live_kernel(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    import sys
+
+    monkeypatch.delenv("MEDIMG_HEADLESS", raising=False)
+    monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
+    ui = viz.window_explorer(np.arange(64.0).reshape(8, 8), {"brain": (40, 80)}, center=30, width=20)
+    sliders = {w.description: w for w in ui.children[:2]}
+    assert sliders["center"].value == 30 and sliders["width"].value == 20
+    assert sliders["center"].min == 0 and sliders["center"].max == 63

@@ -168,7 +168,7 @@ def versions_report() -> dict[str, str]:
     }
     report.update(package_versions())
     report["quick setting"] = str(is_quick())
-    report["data dir"] = _display_path(data_dir(create=False))
+    report["data dir"] = display_path(data_dir(create=False))
     if "torch" in sys.modules:
         report["torch device"] = get_device()
     if "tensorflow" in sys.modules:
@@ -185,7 +185,7 @@ def print_versions() -> None:
         print(f"{key:<{width}}  {value}")
 
 
-def _display_path(path: Path) -> str:
+def display_path(path: Path) -> str:
     """``path`` with the home folder written as ``~`` so printed output carries no user name."""
     home = Path.home()
     try:

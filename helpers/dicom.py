@@ -357,9 +357,13 @@ def _as_dataset(ds_or_path: Dataset | str | Path, stop_before_pixels: bool = Fal
 
 
 def _label(ds: Dataset) -> str:
-    """A short name for messages: the file name, or 'the dataset' for an in-memory one."""
+    """A name for messages: the file's path with the home folder as ``~``, or 'the dataset' for an in-memory one."""
+    from helpers.config import display_path
+
     filename = getattr(ds, "filename", None)
-    return str(filename) if isinstance(filename, (str, os.PathLike)) and str(filename) else "the dataset"
+    if isinstance(filename, (str, os.PathLike)) and str(filename):
+        return display_path(Path(filename))
+    return "the dataset"
 
 
 def has_pixel_data(ds: Dataset) -> bool:

@@ -96,7 +96,8 @@ def window_explorer(image: np.ndarray, presets: dict[str, tuple[float, float]], 
                     width: float = 80.0):
     """Window/level sliders over ``image`` (physical units) in a live notebook; a static preset grid when headless.
 
-    Returns the ipywidgets ``interactive`` object when interactive, else the static ``Figure``.
+    Interactive, it displays the sliders itself and returns the ipywidgets ``interactive``; headless, it
+    returns the preset ``Figure`` (Jupyter's inline backend shows it). End the notebook line with ``;``.
     """
     from helpers.config import is_headless
 
@@ -112,9 +113,13 @@ def window_explorer(image: np.ndarray, presets: dict[str, tuple[float, float]], 
         show_image(image, title=f"center {center:.0f}, width {width:.0f}", win=(center, width))
         _plt().show()
 
-    return widgets.interactive(
+    ui = widgets.interactive(
         draw,
         center=widgets.FloatSlider(value=center, min=lo, max=hi, step=1.0, description="center"),
         width=widgets.FloatSlider(value=width, min=1.0, max=hi - lo, step=1.0, description="width"),
     )
+    from IPython.display import display
+
+    display(ui)
+    return ui
 

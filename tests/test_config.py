@@ -91,9 +91,9 @@ def test_print_versions_prints_the_report(capsys, monkeypatch, tmp_path):
     assert report["python"] == ".".join(map(str, sys.version_info[:3]))
 
 
-def test_display_path_hides_home(monkeypatch):
+def testdisplay_path_hides_home(monkeypatch):
     home = Path.home()
-    assert config._display_path(home / "a" / "b") == "~/a/b"
+    assert config.display_path(home / "a" / "b") == "~/a/b"
 
 
 def test_is_headless_from_env_or_outside_a_kernel(monkeypatch):

@@ -60,7 +60,12 @@ def test_window_explorer_gives_sliders_in_a_live_kernel(monkeypatch):
 
     monkeypatch.delenv("MEDIMG_HEADLESS", raising=False)
     monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel") or object())
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
     ui = viz.window_explorer(np.arange(64.0).reshape(8, 8), {"brain": (40, 80)}, center=30, width=20)
     sliders = {w.description: w for w in ui.children[:2]}
     assert sliders["center"].value == 30 and sliders["width"].value == 20
     assert sliders["center"].min == 0 and sliders["center"].max == 63
+    assert shown == [ui]

@@ -82,3 +82,45 @@ class PatientLeakError(DatasetError, ValueError):
 
 class NotebookTemplateError(MedImgError, ValueError):
     """A notebook does not follow the collection's template (see CONTRIBUTING.md)."""
+
+
+# --- De-identification ---------------------------------------------------------------------------
+
+
+class DeidentificationError(MedImgError):
+    """De-identification was refused or could not be done safely; nothing identifying was written."""
+
+
+class UnsafeOutputLocation(DeidentificationError, ValueError):
+    """The output is the source, inside it, or contains it: refused so that the source is never written to."""
+
+
+class IdentifyingDataRemains(DeidentificationError, AssertionError):
+    """A de-identified output still holds identifying values; ``findings`` lists each (file, tag, reason)."""
+
+
+# --- Cloud and tracking --------------------------------------------------------------------------
+
+
+class CloudError(MedImgError):
+    """Azure ML or MLflow tracking could not be used as asked."""
+
+
+class WorkspaceNotConfigured(CloudError, RuntimeError):
+    """No Azure ML workspace is configured: the message lists the setup steps."""
+
+
+class SpecValidationError(CloudError, ValueError):
+    """A YAML spec is invalid or does not load back to what was built; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str = "") -> None:
+        super().__init__(f"{field}: {message}" if message else field)
+        self.field = field
+
+
+class TrackingBackendUnavailable(CloudError, ImportError):
+    """The package a tracking backend needs (e.g. ``azureml-mlflow`` for Azure ML) is not installed."""
+
+
+class NoActiveRun(CloudError, RuntimeError):
+    """A logging helper was called outside ``with start_run(...)``: nothing was logged."""

@@ -1,0 +1,564 @@
+"""Azure Machine Learning (SDK v2, ``azure-ai-ml``): workspace configuration, data assets and command jobs.
+
+Everything here can be built, dumped to YAML and validated offline; only :func:`get_ml_client` and
+:func:`register_data_asset` talk to Azure, and only when a workspace is configured. The SDK is imported
+inside the functions that need it, so ``import helpers.azure`` is cheap. The v1 SDK (``azureml-core``) is
+out of support and is never used.
+
+Specs are meant to be shared: :func:`dump_spec` refuses to write a subscription id, any GUID, a SAS
+signature or a key, and :func:`redact` masks them in text meant for display. A workspace configuration
+prints as ``subscription_id='****'``; do not display an ``MLClient`` itself (its repr shows the id).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from helpers.errors import SpecValidationError, WorkspaceNotConfigured
+
+if TYPE_CHECKING:
+    from azure.ai.ml import Input, MLClient, Output
+    from azure.ai.ml.entities import CommandJob, Data, Job
+
+#: Environment variables that configure a workspace (all three are needed).
+ENV_VARS = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME")
+#: Keys of a workspace configuration, as in the ``config.json`` the Azure portal downloads.
+CONFIG_KEYS = ("subscription_id", "resource_group", "workspace_name")
+#: Folders searched for ``config.json`` at each level, in ``MLClient.from_config``'s order (``""``: the level itself).
+CONFIG_SUBDIRS = (".azureml", "aml_config", "")
+#: How many parent folders :func:`workspace_config` climbs, as ``MLClient.from_config`` does.
+CONFIG_SEARCH_LEVELS = 20
+#: Data asset types of the v2 SDK.
+ASSET_TYPES = ("uri_folder", "uri_file", "mltable")
+#: Input modes a job input may use (see :data:`MOUNT_VS_DOWNLOAD`).
+INPUT_MODES = ("ro_mount", "download", "direct", "eval_mount", "eval_download")
+#: URI prefixes accepted as cloud data paths (anything else must be an existing local path).
+REMOTE_PREFIXES = ("azureml://", "https://", "abfss://", "wasbs://", "azureml:")
+
+MOUNT_VS_DOWNLOAD = """\
+How a job sees its input data (``job_input(..., mode=...)``):
+
+ro_mount (default): the data stays in storage and the job sees a read-only folder (a FUSE mount) whose
+  files are fetched when opened. The job starts at once and node disk size does not matter. It pays off
+  for data larger than the node's disk, for a single pass over the data, or when the script reads only
+  part of the files. Each first open of a file is a network round trip, so tens of thousands of small
+  files (one DICOM per slice) read slowly in the first epoch; later epochs are faster while the mount's
+  cache holds them.
+
+download: the whole input is copied to the node's local disk before the script starts. Start-up takes
+  longer (proportional to the size) and the copy must fit on the disk, but afterwards every read is
+  local. It pays off when the data fits on disk and is read many times: several epochs of random
+  access over many small files, or libraries that need real local files (memory maps, seeks, SQLite).
+
+direct: only the URI is passed; the script reads storage itself (e.g. with azureml-fsspec). For
+  streaming readers that want full control.
+
+Rule of thumb for these lessons: a few GB of PNG/DICOM trained for many epochs -> download; a large
+archive read once, or a subset of a big data set -> ro_mount.
+"""
+
+_GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+#: What must never appear in a spec or displayed text: (description, pattern).
+_SECRET_PATTERNS = (
+    ("a subscription path", re.compile(r"subscriptions/[^/\s'\"]+", re.IGNORECASE)),
+    ("a GUID (subscription or tenant id)", re.compile(_GUID)),
+    ("a SAS token signature", re.compile(r"[?&]sig=[^&\s'\"]+", re.IGNORECASE)),
+    ("a storage account key", re.compile(r"AccountKey=[^;\s'\"]+", re.IGNORECASE)),
+    ("a shared access signature", re.compile(r"SharedAccessSignature=[^;\s'\"]+", re.IGNORECASE)),
+    ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
+)
+#: Parts of an environment-variable name (split at ``_``) that suggest a secret (refused in job specs).
+_SECRET_NAME_PARTS = {
+    "SECRET", "PASSWORD", "PASSWD", "PWD", "TOKEN", "KEY", "APIKEY", "SAS", "CREDENTIAL", "CREDENTIALS",
+}
+_LONG_DATASTORE_URI = re.compile(
+    r"^azureml://subscriptions/[^/]+/resource[gG]roups/[^/]+/workspaces/[^/]+/datastores/(.+)$"
+)
+#: How azure-ai-ml 1.35's job dump writes a local input path: ``azureml:`` glued to the path (not loadable).
+_MANGLED_LOCAL_INPUT = re.compile(r"^azureml:(?!//)([./~\\]|[A-Za-z]:[\\/])")
+_BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z0-9_]+)\s*\}\}")
+
+
+# --- Workspace ---------------------------------------------------------------------------------------
+
+
+class WorkspaceConfig(dict):
+    """Workspace settings (``subscription_id``, ``resource_group``, ``workspace_name``, ``source``), printed masked."""
+
+    def __repr__(self) -> str:
+        """The dict with the subscription id shown as ``****``."""
+        shown = {k: ("****" if k == "subscription_id" else v) for k, v in self.items()}
+        return f"WorkspaceConfig({shown!r})"
+
+    __str__ = __repr__
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython display: the masked repr (never the raw subscription id)."""
+        printer.text(repr(self))
+
+
+def redact(text: str) -> str:
+    """``text`` with subscription paths, GUIDs, SAS signatures and keys replaced by placeholders."""
+    text = re.sub(r"(subscriptions/)[^/\s'\"]+", r"\1<subscription-id>", text, flags=re.IGNORECASE)
+    text = re.sub(_GUID, "<guid>", text)
+    text = re.sub(r"([?&]sig=)[^&\s'\"]+", r"\1<redacted>", text, flags=re.IGNORECASE)
+    text = re.sub(r"(AccountKey=|SharedAccessSignature=)[^;\s'\"]+", r"\1<redacted>", text, flags=re.IGNORECASE)
+    return text
+
+
+def _config_from_file(path: Path) -> WorkspaceConfig | None:
+    """The workspace configuration in ``path`` (portal ``config.json`` or ``Scope`` form), or None if it has none."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    if all(isinstance(raw.get(k), str) and raw[k] for k in CONFIG_KEYS):
+        values = [raw[k] for k in CONFIG_KEYS]
+    elif isinstance(raw.get("Scope"), str) and len(raw["Scope"].split("/")) > 8:
+        pieces = raw["Scope"].split("/")
+        values = [pieces[2], pieces[4], pieces[8]]
+    else:
+        return None
+    return WorkspaceConfig(zip(CONFIG_KEYS, values), source=str(path))
+
+
+def find_config_file(start: str | Path | None = None) -> Path | None:
+    """The first ``config.json`` naming a workspace, upwards from ``start`` (default cwd) like ``MLClient.from_config``.
+
+    Each of ``.azureml/``, ``aml_config/`` and the folder itself is searched up to 20 parents; unlike the SDK,
+    a ``config.json`` without workspace keys (another tool's) is skipped instead of raising.
+    """
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    if here.is_file():
+        return here if _config_from_file(here) else None
+    levels = [here, *list(here.parents)[:CONFIG_SEARCH_LEVELS]]
+    for subdir in CONFIG_SUBDIRS:
+        for folder in levels:
+            candidate = folder / subdir / "config.json" if subdir else folder / "config.json"
+            if candidate.is_file() and _config_from_file(candidate) is not None:
+                return candidate
+    return None
+
+
+def workspace_config(start: str | Path | None = None) -> WorkspaceConfig | None:
+    """The configured workspace (the three :data:`ENV_VARS`, else a ``config.json`` upwards from ``start``), or None."""
+    values = [os.environ.get(name, "").strip() for name in ENV_VARS]
+    if all(values):
+        return WorkspaceConfig(zip(CONFIG_KEYS, values), source="environment")
+    found = find_config_file(start)
+    return _config_from_file(found) if found is not None else None
+
+
+def setup_steps() -> str:
+    """How to configure a workspace for these helpers (the text :class:`WorkspaceNotConfigured` carries)."""
+    missing = [name for name in ENV_VARS if not os.environ.get(name, "").strip()]
+    return (
+        "No Azure ML workspace is configured. To use one:\n"
+        "  1. pip install azure-ai-ml azure-identity (plus azureml-mlflow to log MLflow runs to the workspace).\n"
+        "  2. Either download config.json from the Azure portal (your workspace > Overview > Download config.json)\n"
+        "     into this folder, a parent folder or .azureml/, or set the environment variables "
+        f"{', '.join(ENV_VARS)} (missing now: {', '.join(missing) or 'none'}).\n"
+        "  3. Sign in so DefaultAzureCredential finds a credential: `az login` (Azure CLI), the VS Code Azure\n"
+        "     account extension, or a managed identity on Azure ML compute.\n"
+        "  4. Keep config.json out of version control. Everything else in these lessons runs without Azure."
+    )
+
+
+def get_ml_client(config: Mapping[str, str] | None = None, credential: Any = None) -> MLClient:
+    """An ``MLClient`` for ``config`` (default :func:`workspace_config`); WorkspaceNotConfigured (with steps) if none.
+
+    ``DefaultAzureCredential`` is created only here and only when a workspace is configured; nothing is sent
+    until an operation runs. Do not display the client: its repr shows the subscription id.
+    """
+    config = config if config is not None else workspace_config()
+    if not config or not all(config.get(k) for k in CONFIG_KEYS):
+        raise WorkspaceNotConfigured(setup_steps())
+    from azure.ai.ml import MLClient
+
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    return MLClient(
+        credential=credential,
+        subscription_id=config["subscription_id"],
+        resource_group_name=config["resource_group"],
+        workspace_name=config["workspace_name"],
+    )
+
+
+# --- Data assets -------------------------------------------------------------------------------------
+
+
+def _is_remote(path: str | Path) -> bool:
+    """True for a cloud URI (``azureml://``, ``azureml:``, ``https://`` ...), False for a local path."""
+    return isinstance(path, str) and path.startswith(REMOTE_PREFIXES)
+
+
+def _check_no_secret(text: str, where: str) -> None:
+    """Raise SpecValidationError if ``text`` holds a subscription path, GUID, SAS signature or key."""
+    for what, pattern in _SECRET_PATTERNS:
+        if pattern.search(text):
+            raise SpecValidationError(
+                where,
+                f"holds {what}, which must not go into a spec or a shared notebook. Use a short datastore URI "
+                "(azureml://datastores/<name>/paths/<folder>) or an asset reference (azureml:<name>:<version>) "
+                "and identity-based access instead of keys or SAS tokens.",
+            )
+
+
+def _normalise_cloud_path(path: str) -> str:
+    """A long ``azureml://subscriptions/...`` datastore URI shortened to ``azureml://datastores/...``."""
+    match = _LONG_DATASTORE_URI.match(path)
+    return f"azureml://datastores/{match.group(1)}" if match else path
+
+
+def _check_asset_type(asset_type: str, field: str = "type") -> str:
+    """``asset_type`` if it is one of :data:`ASSET_TYPES`, else SpecValidationError naming ``field``."""
+    if asset_type not in ASSET_TYPES:
+        raise SpecValidationError(
+            field, f"{asset_type!r} is not a data asset type; use one of {', '.join(ASSET_TYPES)}."
+        )
+    return asset_type
+
+
+def _check_local_path(path: Path, asset_type: str) -> None:
+    """Raise SpecValidationError if a local ``path`` is missing or does not match ``asset_type``."""
+    if not path.exists():
+        raise SpecValidationError("path", f"{path} does not exist; give an existing folder or file to upload.")
+    if asset_type == "uri_file" and not path.is_file():
+        raise SpecValidationError("type", f"uri_file needs a file, but {path} is a folder; use uri_folder.")
+    if asset_type in ("uri_folder", "mltable") and not path.is_dir():
+        raise SpecValidationError("type", f"{asset_type} needs a folder, but {path} is a file; use uri_file.")
+    if asset_type == "mltable" and not (path / "MLTable").is_file():
+        raise SpecValidationError("type", f"mltable needs an MLTable file in {path}; use uri_folder for plain files.")
+
+
+def build_data_asset(
+    name: str,
+    path: str | Path,
+    version: str | int,
+    description: str = "",
+    tags: Mapping[str, Any] | None = None,
+    asset_type: str = "uri_folder",
+) -> Data:
+    """A v2 ``Data`` asset for a local folder/file (uploaded when registered) or a cloud URI; nothing is sent.
+
+    Cloud paths are ``azureml://datastores/<store>/paths/<folder>`` (long ``azureml://subscriptions/...`` forms
+    are shortened so no subscription id reaches the spec) or ``https://`` without a SAS token.
+    """
+    from azure.ai.ml.entities import Data
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", name or ""):
+        raise SpecValidationError("name", f"{name!r} is not a valid asset name (letters, digits, '-', '_', '.').")
+    version = str(version).strip()
+    if not version:
+        raise SpecValidationError("version", "give a version, e.g. '1' (Azure ML keeps every version).")
+    _check_asset_type(asset_type)
+    if _is_remote(path):
+        spec_path: str = _normalise_cloud_path(str(path))
+        _check_no_secret(spec_path, "path")
+    else:
+        local = Path(path).expanduser().resolve()
+        _check_local_path(local, asset_type)
+        spec_path = str(local)
+    clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    _check_no_secret(json.dumps(clean_tags) + description, "tags/description")
+    return Data(name=name, version=version, description=description, tags=clean_tags, type=asset_type, path=spec_path)
+
+
+def dump_spec(entity: Any, path: str | Path) -> Path:
+    """Write ``entity`` (Data asset or job) as YAML at ``path``, overwriting; refuse specs holding ids or secrets.
+
+    The check runs on the written text; on failure the file is removed and SpecValidationError raised.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as stream:
+        entity.dump(stream)
+    try:
+        text = path.read_text(encoding="utf-8")
+        _check_no_secret(text, f"spec {path.name}")
+        _check_job_input_paths(yaml.safe_load(text), path.name)
+    except SpecValidationError:
+        path.unlink()
+        raise
+    return path
+
+
+def _check_job_input_paths(raw: Any, where: str) -> None:
+    """Raise SpecValidationError if a job spec's input path is a local path the SDK wrote as ``azureml:<path>``."""
+    inputs = raw.get("inputs") if isinstance(raw, dict) else None
+    for key, value in (inputs or {}).items():
+        path = value.get("path") if isinstance(value, dict) else None
+        if isinstance(path, str) and _MANGLED_LOCAL_INPUT.match(path):
+            raise SpecValidationError(
+                "inputs",
+                f"input {key!r} of {where} is a local path, which azure-ai-ml writes to YAML as {path!r} (an asset "
+                "reference that does not exist). Register it with build_data_asset + register_data_asset and use "
+                "job_input(asset), or submit the job object from Python instead of the YAML.",
+            )
+
+
+def _same_local_path(a: Any, b: Any) -> bool:
+    """True when two local paths name the same file or folder."""
+    return Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
+
+
+def _compare_path(loaded: Any, expected: Any) -> bool:
+    """True when a loaded asset path equals the expected one (cloud URIs as text, local paths resolved)."""
+    if _is_remote(str(expected)) or _is_remote(str(loaded)):
+        return str(loaded).rstrip("/") == str(expected).rstrip("/")
+    return _same_local_path(loaded, expected)
+
+
+def _field_from_error(error: Exception, fields: tuple[str, ...]) -> str:
+    """The first of ``fields`` that an SDK validation message names, else ``"spec"``."""
+    text = str(error)
+    for field in fields:
+        if f'"{field}"' in text or f"'{field}'" in text:
+            return field
+    return "spec"
+
+
+def validate_data_asset_yaml(path: str | Path, expected: Data | None = None) -> Data:
+    """The asset ``azure.ai.ml.load_data`` reads from ``path``, checked; SpecValidationError names a bad field.
+
+    Fails if name/version/type/path is missing or invalid, a local path disagrees with the type, or (with
+    ``expected``, the asset that was dumped) name, version, type or path differ.
+    """
+    from azure.ai.ml import load_data
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    _check_no_secret(text, f"spec {path.name}")
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise SpecValidationError("spec", f"{path} is not a YAML mapping.")
+    for field in ("name", "version", "type", "path"):
+        if raw.get(field) in (None, ""):
+            raise SpecValidationError(field, f"missing in {path.name}.")
+    _check_asset_type(str(raw["type"]))
+    try:
+        data = load_data(source=path)
+    except Exception as error:  # the SDK raises marshmallow / its own ValidationException
+        field = _field_from_error(error, ("type", "path", "name", "version", "description", "tags"))
+        raise SpecValidationError(field, f"load_data rejected {path.name}: {redact(str(error))[:500]}") from error
+    if not _is_remote(str(data.path)):
+        _check_local_path(Path(str(data.path)), str(data.type))
+    checks = {"name": raw["name"], "version": str(raw["version"]), "type": raw["type"]}
+    for field, value in checks.items():
+        if str(getattr(data, field)) != str(value):
+            raise SpecValidationError(field, f"YAML has {value!r} but load_data gave {getattr(data, field)!r}.")
+    if expected is not None:
+        for field in ("name", "version", "type"):
+            got, want = str(getattr(data, field)), str(getattr(expected, field))
+            if got != want:
+                raise SpecValidationError(field, f"{path.name} has {got!r}, the asset built has {want!r}.")
+        if not _compare_path(data.path, expected.path):
+            raise SpecValidationError("path", f"{path.name} points elsewhere than the asset built.")
+    return data
+
+
+def register_data_asset(ml_client: MLClient, data: Data) -> Data:
+    """Register ``data`` in the workspace with ``ml_client.data.create_or_update`` (uploads a local path first)."""
+    if not _is_remote(str(data.path)):
+        _check_local_path(Path(str(data.path)), str(data.type))
+    return ml_client.data.create_or_update(data)
+
+
+# --- Jobs --------------------------------------------------------------------------------------------
+
+
+def job_input(data_asset_or_uri: Data | str | Path, mode: str = "ro_mount", asset_type: str | None = None) -> Input:
+    """A job ``Input`` read with ``mode`` (see :data:`MOUNT_VS_DOWNLOAD`) for a Data asset, a cloud URI or a local path.
+
+    A Data asset is referenced as ``azureml:<name>:<version>`` (register it first); a local ``Path`` is uploaded
+    when the job object is submitted from Python (such a job cannot be dumped: the SDK mangles local input
+    paths). ``asset_type`` defaults to the asset's type, else ``uri_folder`` (``uri_file`` for a file).
+    """
+    from azure.ai.ml import Input
+    from azure.ai.ml.entities import Data
+
+    if mode not in INPUT_MODES:
+        raise ValueError(
+            f"mode={mode!r} is not an input mode; use one of {', '.join(INPUT_MODES)} (see MOUNT_VS_DOWNLOAD)."
+        )
+    if isinstance(data_asset_or_uri, Data):
+        if not data_asset_or_uri.name or not data_asset_or_uri.version:
+            raise SpecValidationError("input", "the Data asset needs a name and a version to be referenced.")
+        uri = f"azureml:{data_asset_or_uri.name}:{data_asset_or_uri.version}"
+        kind = asset_type or str(data_asset_or_uri.type or "uri_folder")
+    elif isinstance(data_asset_or_uri, Path) or not _is_remote(data_asset_or_uri):
+        local = Path(data_asset_or_uri).expanduser().resolve()
+        kind = asset_type or ("uri_file" if local.is_file() else "uri_folder")
+        _check_asset_type(kind, "input")
+        _check_local_path(local, kind)
+        uri = str(local)
+    else:
+        uri = _normalise_cloud_path(str(data_asset_or_uri))
+        kind = asset_type or "uri_folder"
+    _check_asset_type(kind, "input")
+    _check_no_secret(uri, "input")
+    return Input(type=kind, path=uri, mode=mode)
+
+
+def _as_output(value: Any) -> Output:
+    """An ``Output``: kept if it is one, a URI string becomes a uri_folder output there, None a default folder."""
+    from azure.ai.ml import Output
+
+    if isinstance(value, Output):
+        return value
+    if value is None:
+        return Output(type="uri_folder", mode="rw_mount")
+    if isinstance(value, str) and _is_remote(value):
+        return Output(type="uri_folder", path=_normalise_cloud_path(value), mode="rw_mount")
+    raise SpecValidationError("outputs", f"{value!r} is not an Output, a cloud URI or None.")
+
+
+def build_command_job(
+    code_dir: str | Path,
+    command: str,
+    environment: Any,
+    compute: str,
+    inputs: Mapping[str, Any] | None = None,
+    outputs: Mapping[str, Any] | None = None,
+    display_name: str | None = None,
+    experiment_name: str | None = None,
+    description: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    environment_variables: Mapping[str, str] | None = None,
+) -> CommandJob:
+    """A v2 ``CommandJob`` running ``command`` from ``code_dir`` on ``compute``, checked offline; nothing is sent.
+
+    Inputs may be ``Input``s, Data assets, cloud URIs or local ``Path``s (all through :func:`job_input`, ro_mount)
+    or literals; outputs ``Output``s, cloud URIs or None (a new folder). Every ``${{inputs.x}}`` and
+    ``${{outputs.y}}`` in the command must exist, and environment variables must not look like secrets.
+    Submit it with ``ml_client.jobs.create_or_update(job)``.
+    """
+    from azure.ai.ml import Input
+    from azure.ai.ml.entities import CommandJob, Data
+
+    code = Path(code_dir).expanduser().resolve()
+    if not code.is_dir():
+        raise SpecValidationError("code", f"{code} is not a folder; give the folder holding the training script.")
+    if not command or not command.strip():
+        raise SpecValidationError("command", "give the command to run, e.g. 'python train.py --data ${{inputs.data}}'.")
+    if not compute:
+        raise SpecValidationError("compute", "give a compute cluster name, e.g. 'cpu-cluster'.")
+    job_inputs: dict[str, Any] = {}
+    for key, value in (inputs or {}).items():
+        if isinstance(value, (Data, Path)) or (isinstance(value, str) and _is_remote(value)):
+            job_inputs[key] = job_input(value)
+        elif isinstance(value, (Input, bool, int, float, str)):
+            job_inputs[key] = value
+        else:
+            raise SpecValidationError(
+                "inputs", f"input {key!r} is {type(value).__name__}; use an Input, Data, URI, Path or number."
+            )
+    job_outputs = {key: _as_output(value) for key, value in (outputs or {}).items()}
+    for kind, key in _BINDING.findall(command):
+        if key not in (job_inputs if kind == "inputs" else job_outputs):
+            raise SpecValidationError("command", f"uses ${{{{{kind}.{key}}}}} but no {kind[:-1]} {key!r} is defined.")
+    for key in environment_variables or {}:
+        parts = set(str(key).upper().split("_"))
+        if parts & _SECRET_NAME_PARTS or "CONNECTION_STRING" in str(key).upper():
+            raise SpecValidationError(
+                "environment_variables",
+                f"{key} looks like a secret; never put secrets in a job spec. Use the compute's managed identity "
+                "or a workspace connection / Key Vault instead.",
+            )
+    clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    _check_no_secret(
+        json.dumps([command, str(environment), compute, clean_tags, dict(environment_variables or {})]), "job"
+    )
+    return CommandJob(
+        code=str(code),
+        command=command,
+        environment=environment,
+        compute=compute,
+        inputs=job_inputs,
+        outputs=job_outputs,
+        display_name=display_name,
+        experiment_name=experiment_name,
+        description=description,
+        tags=clean_tags,
+        environment_variables=dict(environment_variables or {}),
+    )
+
+
+def _strip_azureml(value: Any) -> str:
+    """A reference without the ``azureml:`` prefix (``azureml:cpu`` and ``cpu`` compare equal)."""
+    text = str(value) if value is not None else ""
+    return text[len("azureml:") :] if text.startswith("azureml:") and not text.startswith("azureml://") else text
+
+
+def _input_summary(value: Any) -> tuple:
+    """(type, path, mode) of a job input (for an Input or a loaded node input), or the literal value."""
+    target = getattr(value, "_data", value)
+    if hasattr(target, "type") and hasattr(target, "path"):
+        return (str(target.type), _strip_azureml(target.path), str(getattr(target, "mode", None)))
+    return ("literal", str(target), "")
+
+
+@contextmanager
+def _quiet_experimental_notices() -> Iterator[None]:
+    """Hide the SDK's "experimental class" log lines for schema classes a plain command job never uses."""
+    logger = logging.getLogger("azure.ai.ml._utils._experimental")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def validate_job_yaml(path: str | Path, expected: Job | None = None) -> Job:
+    """The job ``azure.ai.ml.load_job`` reads from ``path``; SpecValidationError names the field that fails.
+
+    With ``expected`` (the job that was dumped), command, names, environment, compute, code, inputs and
+    outputs must match.
+    """
+    from azure.ai.ml import load_job
+
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    _check_no_secret(text, f"spec {path.name}")
+    _check_job_input_paths(yaml.safe_load(text), path.name)
+    try:
+        with _quiet_experimental_notices():
+            job = load_job(source=path)
+    except Exception as error:  # the SDK raises marshmallow / its own ValidationException
+        field = _field_from_error(error, ("command", "environment", "compute", "inputs", "outputs", "code", "type"))
+        raise SpecValidationError(field, f"load_job rejected {path.name}: {redact(str(error))[:500]}") from error
+    if expected is None:
+        return job
+    for field in ("command", "display_name", "experiment_name"):
+        got, want = getattr(job, field, None), getattr(expected, field, None)
+        if (got or None) != (want or None):
+            raise SpecValidationError(field, f"{path.name} has {got!r}, the job built has {want!r}.")
+    for field in ("environment", "compute"):
+        got, want = _strip_azureml(getattr(job, field, None)), _strip_azureml(getattr(expected, field, None))
+        if got != want:
+            raise SpecValidationError(field, f"{path.name} has {got!r}, the job built has {want!r}.")
+    if not _same_local_path(job.code, expected.code):
+        raise SpecValidationError("code", f"{path.name} points at another code folder.")
+    got_inputs = {k: _input_summary(v) for k, v in (job.inputs or {}).items()}
+    want_inputs = {k: _input_summary(v) for k, v in (expected.inputs or {}).items()}
+    if got_inputs != want_inputs:
+        raise SpecValidationError("inputs", f"{path.name} has {got_inputs}, the job built has {want_inputs}.")
+    if sorted(job.outputs or {}) != sorted(expected.outputs or {}):
+        got, want = sorted(job.outputs or {}), sorted(expected.outputs or {})
+        raise SpecValidationError("outputs", f"{path.name} has outputs {got}, the job built has {want}.")
+    return job

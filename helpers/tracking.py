@@ -1,0 +1,526 @@
+"""Experiment tracking with MLflow, and a small versioned data set registry on top of it.
+
+The default store is local and needs no server: MLflow's file store under ``data_dir()/"mlruns"``.
+MLflow 3 defaults to ``sqlite:///mlflow.db``, which needs SQLAlchemy and Alembic; ``mlflow-skinny``
+(what this collection installs) has neither, so the file store is the one local store it supports.
+MLflow 3.13+ keeps that store in maintenance mode and refuses it unless ``MLFLOW_ALLOW_FILE_STORE=true``;
+:func:`tracking_uri` sets that variable for this process (``setdefault``) when it hands out the local store.
+Browse the runs with full MLflow: ``MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri <uri>``.
+
+With an Azure ML workspace configured (see :mod:`helpers.azure`) and ``azureml-mlflow`` installed
+(``pip install azureml-mlflow``, not part of the locked stack), runs can go to the workspace instead.
+
+:func:`register_dataset` logs a manifest CSV (see :func:`helpers.datasets.splits.write_manifest`) with
+its SHA-256 and counts as a run of the ``datasets`` experiment; versions count up per name and the same
+content is never registered twice. :func:`load_registered_manifest` checks the hash before returning it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import pandas as pd
+
+from helpers.config import data_dir
+from helpers.errors import (
+    ChecksumMismatch,
+    DatasetError,
+    NoActiveRun,
+    TrackingBackendUnavailable,
+    WorkspaceNotConfigured,
+)
+
+if TYPE_CHECKING:
+    import mlflow
+    from matplotlib.figure import Figure
+
+#: Experiment that holds one run per registered data set version.
+DATASETS_EXPERIMENT = "datasets"
+#: Folder (under :func:`helpers.config.data_dir`) of the local MLflow store.
+STORE_FOLDER = "mlruns"
+#: Artifact folder of a data set run that holds the manifest CSV.
+MANIFEST_ARTIFACT_DIR = "manifest"
+#: Backends :func:`tracking_uri` knows.
+BACKENDS = ("auto", "local", "azure")
+#: Environment variable MLflow 3.13+ needs before it opens a file store.
+ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
+#: Columns of :func:`list_dataset_versions`.
+VERSION_COLUMNS = [
+    "name", "version", "sha256", "rows", "patients", "splits", "manifest", "description", "registered", "run_id",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetVersion:
+    """One registered version of a data set: its manifest hash, counts and the MLflow run that holds it."""
+
+    name: str
+    version: int
+    sha256: str
+    run_id: str
+    rows: int
+    patients: int | None
+    splits: dict[str, int]
+    manifest: str
+    created: bool
+
+
+# --- Where runs go -----------------------------------------------------------------------------------
+
+
+def local_store_uri() -> str:
+    """``file://`` URI of the local MLflow file store under ``data_dir()/"mlruns"`` (and allow MLflow to open it)."""
+    os.environ.setdefault(ALLOW_FILE_STORE_ENV, "true")
+    root = (data_dir() / STORE_FOLDER).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root.as_uri()
+
+
+def _azureml_mlflow_installed() -> bool:
+    """True if the ``azureml-mlflow`` plugin (the ``azureml://`` tracking scheme) can be imported."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("azureml.mlflow") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def azure_tracking_uri(config: Mapping[str, str] | None = None) -> str:
+    """The Azure ML workspace's MLflow URI (contacts Azure; holds the subscription id: never print it unredacted)."""
+    from helpers import azure
+
+    config = config if config is not None else azure.workspace_config()
+    if config is None:
+        raise WorkspaceNotConfigured(azure.setup_steps())
+    if not _azureml_mlflow_installed():
+        raise TrackingBackendUnavailable(
+            "Logging MLflow runs to Azure ML needs the azureml-mlflow plugin: pip install azureml-mlflow "
+            "(it is not in the locked stack). Without it, use tracking_uri('local')."
+        )
+    client = azure.get_ml_client(config)
+    return client.workspaces.get(client.workspace_name).mlflow_tracking_uri
+
+
+def tracking_uri(backend: str = "auto") -> str:
+    """The MLflow tracking URI for ``backend``: ``"local"`` file store, ``"azure"`` workspace, or ``"auto"``.
+
+    ``auto`` is ``$MLFLOW_TRACKING_URI`` if set, else the workspace's URI when a workspace is configured and
+    azureml-mlflow is installed (one call to Azure), else the local store (with a warning when a workspace is
+    configured but azureml-mlflow is missing). An Azure URI holds the subscription id: pass it on, never print it.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}; use one of {', '.join(BACKENDS)}.")
+    if backend == "local":
+        return local_store_uri()
+    if backend == "azure":
+        return azure_tracking_uri()
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    from helpers.azure import workspace_config
+
+    config = workspace_config()
+    if config is None:
+        return local_store_uri()
+    if not _azureml_mlflow_installed():
+        warnings.warn(
+            "An Azure ML workspace is configured but azureml-mlflow is not installed, so runs are logged locally "
+            f"under {data_dir() / STORE_FOLDER}. pip install azureml-mlflow to log to the workspace.",
+            stacklevel=2,
+        )
+        return local_store_uri()
+    return azure_tracking_uri(config)
+
+
+# --- Runs --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def start_run(
+    experiment: str,
+    run_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    uri: str | None = None,
+) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run in ``experiment`` at ``uri`` (default :func:`tracking_uri`), ended on exit (FAILED on error).
+
+    This sets MLflow's process-wide tracking URI, so ``mlflow.*`` calls afterwards see the same store.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri or tracking_uri())
+    experiment_id = _experiment_id(mlflow.MlflowClient(), experiment)
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags={str(k): str(v) for k, v in (tags or {}).items()},
+        description=description,
+    ) as run:
+        yield run
+
+
+def _active_run() -> mlflow.ActiveRun:
+    """The active MLflow run, or NoActiveRun (MLflow would otherwise start a stray run in the default store)."""
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        raise NoActiveRun("No run is active: log inside `with helpers.tracking.start_run('experiment'):`.")
+    return run
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/dataclasses flattened to ``a.b`` keys; paths, lists and other leaves kept for str()."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: value}
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with paths, tuples, sets and numpy scalars turned into JSON types."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return value.as_posix()
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def log_config(config: Any) -> dict[str, str]:
+    """Log a dataclass or (nested) dict as run params (``a.b`` keys) plus ``config.json``; return the params logged."""
+    import mlflow
+
+    _active_run()
+    if not (isinstance(config, Mapping) or (dataclasses.is_dataclass(config) and not isinstance(config, type))):
+        raise TypeError(f"log_config takes a dataclass instance or a dict, got {type(config).__name__}.")
+    params = {key: str(_jsonable(value)) for key, value in _flatten(config).items()}
+    mlflow.log_params(params)
+    mlflow.log_dict(_jsonable(config), "config.json")
+    return params
+
+
+def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """Log numeric ``metrics`` (numpy scalars and 0-d arrays accepted) at ``step`` in the active run."""
+    import mlflow
+
+    _active_run()
+    values = {}
+    for key, value in metrics.items():
+        number = float(value.item() if hasattr(value, "item") else value)
+        if math.isinf(number):
+            raise ValueError(f"Metric {key!r} is infinite; log a finite value (NaN is allowed for 'undefined').")
+        values[str(key)] = number
+    mlflow.log_metrics(values, step=step)
+
+
+def log_figure(figure: Figure, name: str) -> str:
+    """Save a matplotlib ``figure`` in the run as ``figures/<name>`` (``.png`` if no suffix); return that path."""
+    import mlflow
+
+    _active_run()
+    artifact_file = name if "/" in name else f"figures/{name}"
+    if not Path(artifact_file).suffix:
+        artifact_file += ".png"
+    mlflow.log_figure(figure, artifact_file)
+    return artifact_file
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> str:
+    """Copy a file or folder into the active run (under ``artifact_path``); return its artifact URI."""
+    import mlflow
+
+    run = _active_run()
+    path = Path(path)
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path)
+    elif path.is_file():
+        mlflow.log_artifact(str(path), artifact_path)
+    else:
+        raise FileNotFoundError(f"{path} does not exist; nothing was logged.")
+    sub = f"{artifact_path}/{path.name}" if artifact_path else path.name
+    return f"{run.info.artifact_uri.rstrip('/')}/{sub}"
+
+
+# --- Data set registry -------------------------------------------------------------------------------
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    """Id of experiment ``name``, created quietly if it does not exist (restored if it was deleted)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def _dataset_runs(client: Any, name: str) -> list:
+    """Finished runs of the datasets experiment registered under ``name``, oldest version first."""
+    experiment = client.get_experiment_by_name(DATASETS_EXPERIMENT)
+    if experiment is None:
+        return []
+    escaped = name.replace("'", "\\'")
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.name = '{escaped}' and attributes.status = 'FINISHED'",
+        max_results=10_000,
+    )
+    return sorted(runs, key=lambda r: int(r.data.tags.get("version", 0)))
+
+
+def _check_name(name: str) -> str:
+    """``name`` if it is a usable data set name, else ValueError."""
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ValueError(f"Data set name must be non-empty text without surrounding spaces, got {name!r}.")
+    return name
+
+
+def _counts(table: pd.DataFrame, patient_col: str, split_col: str) -> tuple[int, int | None, dict[str, int]]:
+    """(rows, distinct patients or None, rows per split) of a manifest table."""
+    patients = int(table[patient_col].nunique()) if patient_col in table.columns else None
+    splits = {}
+    if split_col in table.columns:
+        splits = {str(k): int(v) for k, v in table[split_col].astype(str).value_counts().sort_index().items()}
+    return len(table), patients, splits
+
+
+def _from_run(run: Any, created: bool) -> DatasetVersion:
+    """The DatasetVersion a registry run describes."""
+    tags, metrics = run.data.tags, run.data.metrics
+    return DatasetVersion(
+        name=tags["name"],
+        version=int(tags["version"]),
+        sha256=tags["sha256"],
+        run_id=run.info.run_id,
+        rows=int(metrics.get("rows", 0)),
+        patients=int(metrics["patients"]) if "patients" in metrics else None,
+        splits=json.loads(tags.get("splits", "{}")),
+        manifest=tags.get("manifest", ""),
+        created=created,
+    )
+
+
+def register_dataset(
+    manifest_path: str | Path,
+    name: str,
+    version: int | None = None,
+    description: str = "",
+    uri: str | None = None,
+    patient_col: str = "patient_id",
+    split_col: str = "split",
+) -> DatasetVersion:
+    """Register a manifest CSV as version ``version`` (default: the next) of data set ``name``; return that version.
+
+    Logs the CSV, its SHA-256 (tags ``name``/``version``/``sha256``) and row/patient/split counts as a run of
+    the ``datasets`` experiment, plus an MLflow dataset input. Registering content already registered under
+    ``name`` returns that version (``created=False``). A ``.sha256`` file beside the manifest is checked first.
+    """
+    import mlflow
+
+    _check_name(name)
+    manifest_path = Path(manifest_path)
+    if not manifest_path.is_file():
+        raise DatasetError(f"Manifest {manifest_path} does not exist; write it with write_manifest() first.")
+    data = manifest_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    sidecar = manifest_path.with_name(manifest_path.name + ".sha256")
+    if sidecar.is_file() and sidecar.read_text().split()[:1] != [digest]:
+        raise ChecksumMismatch(
+            f"{manifest_path} changed since write_manifest wrote it (SHA-256 {digest} differs from {sidecar.name}). "
+            "Restore the file or rebuild it with write_manifest before registering it."
+        )
+    table = pd.read_csv(io.BytesIO(data), dtype={patient_col: str})
+    rows, patients, splits = _counts(table, patient_col, split_col)
+
+    client = mlflow.MlflowClient(uri or local_store_uri())
+    existing = _dataset_runs(client, name)
+    for run in existing:
+        if run.data.tags.get("sha256") == digest:
+            return _from_run(run, created=False)
+    taken = {int(run.data.tags["version"]) for run in existing}
+    if version is None:
+        version = max(taken, default=0) + 1
+    elif int(version) in taken:
+        raise DatasetError(
+            f"{name} version {version} is already registered with other content; leave version=None to get "
+            f"version {max(taken) + 1}, or register under another name."
+        )
+    version = int(version)
+    if version < 1:
+        raise ValueError(f"version must be a positive integer, got {version}.")
+
+    tags = {
+        "name": name,
+        "version": str(version),
+        "sha256": digest,
+        "manifest": manifest_path.name,
+        "splits": json.dumps(splits, sort_keys=True),
+        "mlflow.note.content": description,
+    }
+    run = client.create_run(_experiment_id(client, DATASETS_EXPERIMENT), tags=tags, run_name=f"{name} v{version}")
+    run_id = run.info.run_id
+    try:
+        metrics = {"rows": rows, **({"patients": patients} if patients is not None else {})}
+        metrics.update({f"rows_{split}": count for split, count in splits.items()})
+        if patients is not None and split_col in table.columns:
+            per_split = table.groupby(table[split_col].astype(str))[patient_col].nunique()
+            metrics.update({f"patients_{split}": int(n) for split, n in per_split.items()})
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, float(value))
+        client.log_param(run_id, "columns", ",".join(map(str, table.columns)))
+        client.log_artifact(run_id, str(manifest_path), MANIFEST_ARTIFACT_DIR)
+        summary = {"name": name, "version": version, "sha256": digest, "rows": rows, "patients": patients,
+                   "splits": splits, "manifest": manifest_path.name, "description": description}
+        client.log_dict(run_id, summary, "dataset.json")
+        _log_dataset_input(client, run_id, table, name, version, digest)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return _from_run(client.get_run(run_id), created=True)
+
+
+def _log_dataset_input(client: Any, run_id: str, table: pd.DataFrame, name: str, version: int, digest: str) -> None:
+    """Record the manifest as an MLflow dataset input of the run (``mlflow.data``; works with mlflow-skinny)."""
+    run = client.get_run(run_id)
+    source = f"{run.info.artifact_uri.rstrip('/')}/{MANIFEST_ARTIFACT_DIR}/{run.data.tags['manifest']}"
+    client.log_inputs(run_id, datasets=[_dataset_input(table, source, name, version, digest, "registry")])
+
+
+def _dataset_input(table: pd.DataFrame, source: str, name: str, version: int, digest: str, context: str) -> Any:
+    """An MLflow ``DatasetInput`` for a manifest table (schema and row count come from the table)."""
+    import mlflow.data
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    # MLflow's SQL stores cap dataset digests at 36 characters; the full hash is in the registry run's tags.
+    tags = [InputTag("mlflow.data.context", context), InputTag("version", str(version))]
+    with warnings.catch_warnings():  # schema inference hints about integer columns concern models, not manifests
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+        dataset = mlflow.data.from_pandas(
+            table, source=LocalArtifactDatasetSource(source), name=name, digest=digest[:32]
+        )
+        # _to_mlflow_entity is what mlflow.log_input itself uses; MlflowClient has no public Dataset -> entity call.
+        return DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags)
+
+
+def list_dataset_versions(name: str, uri: str | None = None) -> pd.DataFrame:
+    """Every registered version of data set ``name`` (columns :data:`VERSION_COLUMNS`), oldest first; empty if none."""
+    import mlflow
+
+    _check_name(name)
+    client = mlflow.MlflowClient(uri or local_store_uri())
+    records = []
+    for run in _dataset_runs(client, name):
+        version = _from_run(run, created=False)
+        records.append({
+            "name": version.name, "version": version.version, "sha256": version.sha256, "rows": version.rows,
+            "patients": version.patients, "splits": version.splits, "manifest": version.manifest,
+            "description": run.data.tags.get("mlflow.note.content", ""),
+            "registered": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"), "run_id": version.run_id,
+        })
+    return pd.DataFrame.from_records(records, columns=VERSION_COLUMNS)
+
+
+def _find_version(client: Any, name: str, version: int | str) -> Any:
+    """The registry run of ``name`` at ``version`` (``"latest"``: the highest), or DatasetError listing what exists."""
+    runs = _dataset_runs(client, name)
+    if not runs:
+        raise DatasetError(f"No data set {name!r} is registered; register its manifest with register_dataset().")
+    if version == "latest":
+        return runs[-1]
+    for run in runs:
+        if run.data.tags["version"] == str(version):
+            return run
+    available = ", ".join(run.data.tags["version"] for run in runs)
+    raise DatasetError(f"{name!r} has no version {version!r}; registered versions: {available}.")
+
+
+def _artifact_bytes(client: Any, run: Any, artifact_path: str) -> bytes:
+    """Bytes of a run artifact: read in place from a local store, downloaded to a temporary folder otherwise."""
+    artifact_uri = run.info.artifact_uri.rstrip("/")
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme in ("", "file"):
+        local = Path(url2pathname(parsed.path)) / artifact_path
+        if not local.is_file():
+            raise DatasetError(f"The registered manifest {local} is missing from the store; register it again.")
+        return local.read_bytes()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run.info.run_id, artifact_path, tmp)).read_bytes()
+
+
+def load_registered_manifest(
+    name: str,
+    version: int | str = "latest",
+    uri: str | None = None,
+    path_col: str = "path",
+    patient_col: str = "patient_id",
+) -> pd.DataFrame:
+    """The manifest table of data set ``name`` at ``version`` (default the latest), after checking its SHA-256.
+
+    Raises ChecksumMismatch if the stored CSV no longer matches the hash recorded when it was registered.
+    """
+    import mlflow
+
+    _check_name(name)
+    client = mlflow.MlflowClient(uri or local_store_uri())
+    run = _find_version(client, name, version)
+    tags = run.data.tags
+    data = _artifact_bytes(client, run, f"{MANIFEST_ARTIFACT_DIR}/{tags['manifest']}")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != tags["sha256"]:
+        raise ChecksumMismatch(
+            f"The stored manifest of {name} v{tags['version']} changed after registration: SHA-256 {actual}, "
+            f"registered {tags['sha256']}. Do not edit registered files; register the edited manifest as a new "
+            "version and restore this one (or delete its run)."
+        )
+    return pd.read_csv(io.BytesIO(data), dtype={path_col: str, patient_col: str})
+
+
+def log_dataset_input(
+    name: str, version: int | str = "latest", context: str = "training", uri: str | None = None
+) -> DatasetVersion:
+    """Record registered data set ``name`` at ``version`` (hash checked) as a dataset input of the active run.
+
+    Also tags the run ``dataset.<context>`` = ``name:version`` and ``dataset.<context>.sha256``.
+    """
+    import mlflow
+
+    run = _active_run()
+    client = mlflow.MlflowClient(uri or local_store_uri())
+    registry_run = _find_version(client, name, version)
+    registered = _from_run(registry_run, created=False)
+    table = load_registered_manifest(name, registered.version, uri=uri)
+    source = f"{registry_run.info.artifact_uri.rstrip('/')}/{MANIFEST_ARTIFACT_DIR}/{registered.manifest}"
+    entity = _dataset_input(table, source, name, registered.version, registered.sha256, context)
+    mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=[entity])
+    mlflow.set_tags({
+        f"dataset.{context}": f"{name}:{registered.version}",
+        f"dataset.{context}.sha256": registered.sha256,
+    })
+    return registered

@@ -1,0 +1,253 @@
+"""MLflow tracking in a temporary local store, and the data set registry's versioning and hash checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers import tracking  # noqa: E402
+from helpers.azure import ENV_VARS  # noqa: E402
+from helpers.datasets.splits import patient_split, read_manifest, write_manifest  # noqa: E402
+from helpers.errors import (  # noqa: E402
+    ChecksumMismatch,
+    DatasetError,
+    NoActiveRun,
+    TrackingBackendUnavailable,
+    WorkspaceNotConfigured,
+)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh data dir (so a fresh MLflow store), no workspace, no MLflow URI override, cwd in tmp."""
+    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
+    for name in (*ENV_VARS, "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(tracking.ALLOW_FILE_STORE_ENV, "true")  # restored after the test
+    monkeypatch.chdir(tmp_path)
+
+    def no_credential(*args, **kwargs):
+        raise AssertionError("DefaultAzureCredential must not be created in tests")
+
+    monkeypatch.setattr("azure.identity.DefaultAzureCredential", no_credential)
+    uri = tracking.tracking_uri("local")
+    yield uri
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def _table(n_patients: int = 6) -> pd.DataFrame:
+    """Two images per patient, ids with leading zeros, a patient-level split."""
+    ids = [f"{i:03d}" for i in range(n_patients) for _ in range(2)]
+    df = pd.DataFrame({"path": [f"img/{p}_{k}.png" for k, p in enumerate(ids)], "patient_id": ids,
+                       "label": [k % 2 for k in range(len(ids))]})
+    return patient_split(df, fractions=(0.5, 0.5), seed=0)
+
+
+@dataclasses.dataclass
+class _Config:
+    lr: float = 1e-3
+    epochs: int = 2
+    data: Path = Path("manifests/train.csv")
+    aug: dict = dataclasses.field(default_factory=lambda: {"flip": True, "angles": (0, 90)})
+
+
+# --- Store -------------------------------------------------------------------------------------------
+
+
+def test_local_store_lives_under_data_dir_and_is_allowed(tmp_path, monkeypatch, store):
+    monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV)
+    uri = tracking.local_store_uri()
+    assert uri == (tmp_path / "data" / "mlruns").resolve().as_uri()
+    assert (tmp_path / "data" / "mlruns").is_dir()
+    assert tracking.tracking_uri() == uri  # auto without workspace or override -> local
+    import os
+
+    assert os.environ[tracking.ALLOW_FILE_STORE_ENV] == "true"
+
+
+def test_auto_respects_mlflow_tracking_uri(monkeypatch, store):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert tracking.tracking_uri() == "http://tracking.example:5000"
+    assert tracking.tracking_uri("local") == store
+    with pytest.raises(ValueError, match="backend"):
+        tracking.tracking_uri("cloud")
+
+
+def test_azure_backend_without_workspace_says_how_to_configure(store):
+    with pytest.raises(WorkspaceNotConfigured, match="az login"):
+        tracking.tracking_uri("azure")
+
+
+def test_configured_workspace_without_plugin_falls_back_to_local_with_warning(monkeypatch, store):
+    monkeypatch.setattr(tracking, "_azureml_mlflow_installed", lambda: False)
+    for name, value in zip(ENV_VARS, ("00000000-0000-0000-0000-000000000000", "rg", "ws")):
+        monkeypatch.setenv(name, value)
+    with pytest.warns(UserWarning, match="azureml-mlflow"):
+        assert tracking.tracking_uri() == store
+    with pytest.raises(TrackingBackendUnavailable, match="pip install azureml-mlflow"):
+        tracking.tracking_uri("azure")
+
+
+# --- Runs --------------------------------------------------------------------------------------------
+
+
+def test_run_round_trip_params_metrics_figure_artifact(tmp_path, store):
+    note = tmp_path / "notes.txt"
+    note.write_text("hello")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    with tracking.start_run("unit", run_name="r1", tags={"lesson": "03"}) as run:
+        params = tracking.log_config(_Config())
+        tracking.log_metrics({"loss": 0.5, "auc": np.float32(0.75)}, step=0)
+        tracking.log_metrics({"loss": 0.25}, step=1)
+        assert tracking.log_figure(fig, "curve") == "figures/curve.png"
+        assert tracking.log_artifact(note, "docs").endswith("/docs/notes.txt")
+    plt.close(fig)
+    assert params["aug.flip"] == "True" and params["data"] == "manifests/train.csv"
+
+    client = mlflow.MlflowClient(store)
+    got = client.get_run(run.info.run_id)
+    assert got.info.status == "FINISHED" and got.info.run_name == "r1"
+    assert got.data.tags["lesson"] == "03"
+    assert got.data.params == {"lr": "0.001", "epochs": "2", "data": "manifests/train.csv",
+                               "aug.flip": "True", "aug.angles": "[0, 90]"}
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.25)]
+    assert got.data.metrics["auc"] == pytest.approx(0.75)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "figures", "docs"} <= artifacts
+    config_path = client.download_artifacts(run.info.run_id, "config.json", str(tmp_path))
+    assert json.loads(Path(config_path).read_text())["aug"] == {"flip": True, "angles": [0, 90]}
+    assert client.get_experiment(got.info.experiment_id).name == "unit"
+
+
+def test_failed_run_is_marked_failed(store):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.start_run("unit") as run:
+            raise RuntimeError("boom")
+    assert mlflow.MlflowClient(store).get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_logging_outside_a_run_raises(store):
+    with pytest.raises(NoActiveRun, match="start_run"):
+        tracking.log_metrics({"loss": 1.0})
+    with pytest.raises(NoActiveRun):
+        tracking.log_config({"a": 1})
+
+
+def test_log_metrics_rejects_infinity(store):
+    with tracking.start_run("unit"):
+        with pytest.raises(ValueError, match="infinite"):
+            tracking.log_metrics({"loss": float("inf")})
+
+
+# --- Data set registry -------------------------------------------------------------------------------
+
+
+def test_register_is_idempotent_and_versions_count_up(tmp_path, store):
+    table = _table()
+    path, digest = write_manifest(table, tmp_path / "m" / "pneumo.csv")
+
+    first = tracking.register_dataset(path, "pneumo", description="first cut")
+    again = tracking.register_dataset(path, "pneumo")
+    assert (first.version, first.created, first.sha256) == (1, True, digest)
+    assert (again.version, again.created, again.run_id) == (1, False, first.run_id)
+    assert first.rows == 12 and first.patients == 6
+    assert first.splits == table["split"].value_counts().sort_index().to_dict()
+
+    changed, digest2 = write_manifest(table.iloc[:-2], tmp_path / "m" / "pneumo.csv")
+    second = tracking.register_dataset(changed, "pneumo")
+    assert (second.version, second.created, second.sha256) == (2, True, digest2)
+    other = tracking.register_dataset(changed, "other-set")  # versions count per name
+    assert other.version == 1
+
+    versions = tracking.list_dataset_versions("pneumo")
+    assert list(versions.columns) == tracking.VERSION_COLUMNS
+    assert versions["version"].tolist() == [1, 2]
+    assert versions["sha256"].tolist() == [digest, digest2]
+    assert versions["description"].tolist() == ["first cut", ""]
+    assert tracking.list_dataset_versions("never-registered").empty
+
+    run = mlflow.MlflowClient(store).get_run(first.run_id)
+    tags = {k: run.data.tags[k] for k in ("name", "version", "sha256")}
+    assert tags == {"name": "pneumo", "version": "1", "sha256": digest}
+    assert run.data.metrics["rows"] == 12 and run.data.metrics["patients"] == 6
+    [dataset_input] = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "pneumo" and dataset_input.dataset.digest == digest[:32]
+    assert json.loads(dataset_input.dataset.profile)["num_rows"] == 12
+
+
+def test_load_registered_manifest_round_trip_and_versions(tmp_path, store):
+    table = _table()
+    path, _ = write_manifest(table, tmp_path / "a.csv")
+    tracking.register_dataset(path, "pneumo")
+    path2, _ = write_manifest(table.iloc[:4], tmp_path / "b.csv")
+    tracking.register_dataset(path2, "pneumo")
+
+    latest = tracking.load_registered_manifest("pneumo")
+    pd.testing.assert_frame_equal(latest, read_manifest(path2))
+    v1 = tracking.load_registered_manifest("pneumo", version=1)
+    pd.testing.assert_frame_equal(v1, read_manifest(path))
+    assert v1["patient_id"].iloc[0] == "000"  # ids keep their leading zeros
+    with pytest.raises(DatasetError, match="registered versions: 1, 2"):
+        tracking.load_registered_manifest("pneumo", version=7)
+    with pytest.raises(DatasetError, match="register_dataset"):
+        tracking.load_registered_manifest("unknown")
+
+
+def test_tampered_stored_manifest_raises_checksum_mismatch(tmp_path, store):
+    path, _ = write_manifest(_table(), tmp_path / "m.csv")
+    registered = tracking.register_dataset(path, "pneumo")
+    run = mlflow.MlflowClient(store).get_run(registered.run_id)
+    stored = Path(url2pathname(urlparse(run.info.artifact_uri).path)) / "manifest" / "m.csv"
+    assert stored.is_file()
+    stored.write_bytes(stored.read_bytes().replace(b",test", b",train", 1))
+    with pytest.raises(ChecksumMismatch, match="changed after registration"):
+        tracking.load_registered_manifest("pneumo")
+
+
+def test_edited_manifest_is_refused_at_registration(tmp_path, store):
+    path, _ = write_manifest(_table(), tmp_path / "m.csv")
+    path.write_text(path.read_text().replace("test", "train"))
+    with pytest.raises(ChecksumMismatch, match="write_manifest"):
+        tracking.register_dataset(path, "pneumo")
+
+
+def test_explicit_version_conflict_and_bad_names(tmp_path, store):
+    table = _table()
+    path, _ = write_manifest(table, tmp_path / "m.csv")
+    assert tracking.register_dataset(path, "pneumo", version=3).version == 3
+    path2, _ = write_manifest(table.iloc[:4], tmp_path / "n.csv")
+    with pytest.raises(DatasetError, match="already registered"):
+        tracking.register_dataset(path2, "pneumo", version=3)
+    assert tracking.register_dataset(path2, "pneumo").version == 4
+    with pytest.raises(ValueError):
+        tracking.register_dataset(path2, " pneumo")
+    with pytest.raises(DatasetError, match="does not exist"):
+        tracking.register_dataset(tmp_path / "missing.csv", "pneumo")
+
+
+def test_log_dataset_input_links_a_training_run(tmp_path, store):
+    path, digest = write_manifest(_table(), tmp_path / "m.csv")
+    tracking.register_dataset(path, "pneumo")
+    with tracking.start_run("train") as run:
+        used = tracking.log_dataset_input("pneumo")
+    assert used.version == 1
+    got = mlflow.MlflowClient(store).get_run(run.info.run_id)
+    assert got.data.tags["dataset.training"] == "pneumo:1"
+    assert got.data.tags["dataset.training.sha256"] == digest
+    [dataset_input] = got.inputs.dataset_inputs
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"

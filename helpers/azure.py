@@ -281,7 +281,9 @@ def build_data_asset(
 def dump_spec(entity: Any, path: str | Path) -> Path:
     """Write ``entity`` (Data asset or job) as YAML at ``path``, overwriting; refuse specs holding ids or secrets.
 
-    The check runs on the written text; on failure the file is removed and SpecValidationError raised.
+    A data asset's local ``path`` is written relative to the YAML's folder (``load_data`` resolves it from
+    there), so the spec carries no machine path and moves with its data. The check runs on the written
+    text; on failure the file is removed and SpecValidationError raised.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,6 +291,12 @@ def dump_spec(entity: Any, path: str | Path) -> Path:
         entity.dump(stream)
     try:
         text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+        local = raw.get("path") if isinstance(raw, dict) and "type" in raw and "jobs" not in raw else None
+        if isinstance(local, str) and local and not _is_remote(local) and Path(local).is_absolute():
+            raw["path"] = Path(os.path.relpath(local, path.parent.resolve())).as_posix()
+            text = yaml.safe_dump(raw, sort_keys=True)
+            path.write_text(text, encoding="utf-8")
         _check_no_secret(text, f"spec {path.name}")
         _check_job_input_paths(yaml.safe_load(text), path.name)
     except SpecValidationError:

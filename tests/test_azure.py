@@ -310,3 +310,15 @@ def test_importing_the_modules_does_not_load_the_sdks():
             "print(','.join(m for m in ('azure.ai.ml', 'azure.identity', 'mlflow') if m in sys.modules) or 'none')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "none"
+
+
+def test_dumped_data_asset_holds_a_relative_path_that_loads_back(tmp_path):
+    data_dir = tmp_path / "data" / "images"
+    data_dir.mkdir(parents=True)
+    (data_dir / "a.dcm").write_bytes(b"x")
+    asset = hz.build_data_asset("imgs", data_dir, version="1")
+    spec = hz.dump_spec(asset, tmp_path / "data" / "imgs.yml")
+    text = spec.read_text()
+    assert "path: images" in text and str(tmp_path) not in text
+    loaded = hz.validate_data_asset_yaml(spec, expected=asset)
+    assert Path(loaded.path).resolve() == data_dir.resolve()

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 LIGHT_MODULES = ["helpers", "helpers.config", "helpers.errors", "helpers.viz", "helpers.contours",
-                 "helpers.nbtools", "helpers.dicom", "helpers.datasets"]
+                 "helpers.nbtools", "helpers.dicom", "helpers.datasets", "helpers.deid", "helpers.metrics",
+                 "helpers.evalplots"]
 
 
 def test_import_helpers_leaves_frameworks_out():

@@ -281,8 +281,8 @@ def build_data_asset(
 def dump_spec(entity: Any, path: str | Path) -> Path:
     """Write ``entity`` (Data asset or job) as YAML at ``path``, overwriting; refuse specs holding ids or secrets.
 
-    A data asset's local ``path`` is written relative to the YAML's folder (``load_data`` resolves it from
-    there), so the spec carries no machine path and moves with its data. The check runs on the written
+    A data asset's local ``path`` and a job's local ``code`` folder are written relative to the YAML's folder
+    (``load_data`` / ``load_job`` resolve them from there), so the spec carries no machine path. The check runs on the written
     text; on failure the file is removed and SpecValidationError raised.
     """
     path = Path(path)
@@ -293,8 +293,16 @@ def dump_spec(entity: Any, path: str | Path) -> Path:
         text = path.read_text(encoding="utf-8")
         raw = yaml.safe_load(text)
         local = raw.get("path") if isinstance(raw, dict) and "type" in raw and "jobs" not in raw else None
+        changed = False
         if isinstance(local, str) and local and not _is_remote(local) and Path(local).is_absolute():
             raw["path"] = Path(os.path.relpath(local, path.parent.resolve())).as_posix()
+            changed = True
+        for holder in (raw, raw.get("trial") if isinstance(raw, dict) else None):  # a job's code, a sweep's trial's
+            code = holder.get("code") if isinstance(holder, dict) else None
+            if isinstance(code, str) and not _is_remote(code) and Path(code).is_absolute():
+                holder["code"] = Path(os.path.relpath(code, path.parent.resolve())).as_posix()
+                changed = True
+        if changed:
             text = yaml.safe_dump(raw, sort_keys=True)
             path.write_text(text, encoding="utf-8")
         _check_no_secret(text, f"spec {path.name}")
@@ -569,4 +577,128 @@ def validate_job_yaml(path: str | Path, expected: Job | None = None) -> Job:
     if sorted(job.outputs or {}) != sorted(expected.outputs or {}):
         got, want = sorted(job.outputs or {}), sorted(expected.outputs or {})
         raise SpecValidationError("outputs", f"{path.name} has outputs {got}, the job built has {want}.")
+    return job
+
+
+# --- Environments and sweeps ---------------------------------------------------------------------
+
+#: Azure ML's curated Ubuntu base image the training environment builds on (conda and MPI included).
+DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+#: Goals a sweep objective accepts.
+SWEEP_GOALS = ("maximize", "minimize")
+#: Sampling algorithms a sweep accepts.
+SWEEP_SAMPLING = ("random", "grid", "bayesian")
+
+
+def lock_requirements(lock_file: str | Path, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The ``name==version`` lines of a pip lock file (comments, options and ``exclude``d names left out)."""
+    lines = []
+    for line in Path(lock_file).read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-") or "==" not in line:
+            continue
+        name = re.split(r"[=<>!~\[; ]", line, maxsplit=1)[0].lower().replace("_", "-")
+        if name not in {e.lower().replace("_", "-") for e in exclude}:
+            lines.append(line)
+    if not lines:
+        raise SpecValidationError("environment", f"{lock_file} holds no pinned 'name==version' lines.")
+    return lines
+
+
+def build_environment(
+    lock_file: str | Path,
+    name: str = "medimg-train",
+    image: str = DEFAULT_IMAGE,
+    python: str = "3.11",
+    exclude: tuple[str, ...] = (),
+) -> Any:
+    """An Azure ML ``Environment``: ``image`` plus a conda spec pinning every package of ``lock_file``.
+
+    The pins are written into the spec itself (an image build sees no repository, so ``-r lock.txt``
+    would not resolve); the ``helpers`` package comes with the job's code (the command installs it with
+    ``pip install --no-deps -e .``). Azure ML caches the built image by the spec's hash, so the same lock
+    builds once.
+    """
+    from azure.ai.ml.entities import Environment
+
+    pins = lock_requirements(lock_file, exclude=exclude)
+    conda = {"name": name, "channels": ["conda-forge"],
+             "dependencies": [f"python={python}", "pip", {"pip": pins}]}
+    # Anonymous (no name): Azure ML registers it by content hash, so an unchanged lock reuses the built image.
+    return Environment(image=image, conda_file=conda, description=f"{len(pins)} packages pinned by {Path(lock_file).name}")
+
+
+def build_sweep_job(
+    trial: CommandJob,
+    search_space: Mapping[str, Any],
+    primary_metric: str,
+    goal: str = "maximize",
+    sampling_algorithm: str = "random",
+    max_total_trials: int = 8,
+    max_concurrent_trials: int = 2,
+    timeout_s: int = 3600,
+    early_termination: Any = "bandit",
+) -> Any:
+    """A v2 ``SweepJob`` trying ``trial`` over ``search_space`` (``Choice``, ``Uniform``... from azure.ai.ml.sweep).
+
+    The trial's command refers to searched values as ``${{search_space.<name>}}`` and to fixed inputs as
+    ``${{inputs.<name>}}``; the trial must log ``primary_metric`` (e.g. ``val_auc``) with MLflow, which Azure
+    ML reads. ``early_termination="bandit"`` stops trials 10 % worse than the best after two
+    evaluations; None runs every trial to the end. Nothing is sent: submit with
+    ``ml_client.jobs.create_or_update(sweep)``.
+    """
+    from azure.ai.ml.sweep import BanditPolicy, Objective, SweepJob, SweepJobLimits
+
+    if goal not in SWEEP_GOALS:
+        raise SpecValidationError("goal", f"goal must be one of {SWEEP_GOALS}, got {goal!r}.")
+    if sampling_algorithm not in SWEEP_SAMPLING:
+        raise SpecValidationError("sampling_algorithm", f"use one of {SWEEP_SAMPLING}, got {sampling_algorithm!r}.")
+    if not search_space:
+        raise SpecValidationError("search_space", "give at least one searched value, e.g. {'lr': Uniform(1e-4, 1e-2)}.")
+    used = set(re.findall(r"\$\{\{\s*search_space\.([A-Za-z0-9_]+)\s*\}\}", trial.command))
+    if missing := sorted(set(search_space) - used):
+        raise SpecValidationError("search_space", f"{missing} searched but never used in the trial's command: "
+                                                  "pass them as ${{search_space.<name>}}.")
+    if unknown := sorted(used - set(search_space)):
+        raise SpecValidationError("command", f"the trial's command uses ${{{{search_space.{unknown[0]}}}}} but the "
+                                             "search space does not define it.")
+    if int(max_concurrent_trials) > int(max_total_trials) or int(max_total_trials) < 1:
+        raise SpecValidationError("limits", "need 1 <= max_concurrent_trials <= max_total_trials.")
+    policy = (BanditPolicy(slack_factor=0.1, evaluation_interval=1, delay_evaluation=2)
+              if early_termination == "bandit" else early_termination)
+    return SweepJob(
+        trial=trial, compute=trial.compute, inputs=dict(trial.inputs or {}), outputs=dict(trial.outputs or {}),
+        search_space=dict(search_space), objective=Objective(goal=goal, primary_metric=primary_metric),
+        sampling_algorithm=sampling_algorithm,
+        limits=SweepJobLimits(max_total_trials=int(max_total_trials), max_concurrent_trials=int(max_concurrent_trials),
+                              timeout=int(timeout_s)),
+        early_termination=policy, experiment_name=trial.experiment_name,
+        display_name=f"{trial.display_name or 'trial'}-sweep", tags=dict(trial.tags or {}),
+    )
+
+
+def validate_sweep_yaml(path: str | Path, expected: Any = None) -> Any:
+    """The sweep job ``load_job`` reads from ``path``; with ``expected``, objective, limits, search space and
+    the trial's command and code must match (SpecValidationError names the field that does not)."""
+    job = validate_job_yaml(path)
+    if getattr(job, "type", None) != "sweep":
+        raise SpecValidationError("type", f"{Path(path).name} holds a {getattr(job, 'type', '?')} job, not a sweep.")
+    if expected is None:
+        return job
+    checks = {
+        "objective": ((job.objective.goal, job.objective.primary_metric),
+                      (expected.objective.goal, expected.objective.primary_metric)),
+        "limits": ((job.limits.max_total_trials, job.limits.max_concurrent_trials, job.limits.timeout),
+                   (expected.limits.max_total_trials, expected.limits.max_concurrent_trials, expected.limits.timeout)),
+        "search_space": (sorted(job.search_space), sorted(expected.search_space)),
+        "command": (job.trial.command, expected.trial.command),
+        "compute": (_strip_azureml(job.compute), _strip_azureml(expected.compute)),
+    }
+    for field, (got, want) in checks.items():
+        if got != want:
+            raise SpecValidationError(field, f"{Path(path).name} has {got!r}, the sweep built has {want!r}.")
+    code = Path(str(job.trial.code)).expanduser()
+    code = code if code.is_absolute() else Path(path).parent / code  # relative to the YAML, as dump_spec wrote it
+    if not _same_local_path(code, expected.trial.code):
+        raise SpecValidationError("code", f"{Path(path).name} points at another code folder.")
     return job

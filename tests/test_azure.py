@@ -322,3 +322,79 @@ def test_dumped_data_asset_holds_a_relative_path_that_loads_back(tmp_path):
     assert "path: images" in text and str(tmp_path) not in text
     loaded = hz.validate_data_asset_yaml(spec, expected=asset)
     assert Path(loaded.path).resolve() == data_dir.resolve()
+
+
+# --- Environments and sweeps ---------------------------------------------------------------------
+
+LOCK = Path(__file__).resolve().parents[1] / "requirements" / "lock.txt"
+
+
+def test_lock_requirements_reads_pins_only(tmp_path):
+    lock = tmp_path / "lock.txt"
+    lock.write_text("# header\n--extra-index-url https://example.org\nnumpy==2.4.6  # pinned\n\ntorch==2.14.1\n"
+                    "Scikit_Learn==1.9.1\n")
+    assert hz.lock_requirements(lock) == ["numpy==2.4.6", "torch==2.14.1", "Scikit_Learn==1.9.1"]
+    assert hz.lock_requirements(lock, exclude=("scikit-learn",)) == ["numpy==2.4.6", "torch==2.14.1"]
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(SpecValidationError, match="no pinned"):
+        hz.lock_requirements(tmp_path / "empty.txt")
+
+
+def test_environment_pins_the_project_lock():
+    env = hz.build_environment(LOCK)
+    pins = env.conda_file["dependencies"][-1]["pip"]
+    assert "torch==2.14.1" in pins and "pydicom==3.0.2" in pins
+    assert not any(p.startswith("-") for p in pins) and env.image == hz.DEFAULT_IMAGE
+    assert "python=3.11" in env.conda_file["dependencies"]
+
+
+def _sweep_trial(code_folder, data_folder, command=None):
+    data = hz.build_data_asset("pneumo", data_folder, 1)
+    return hz.build_command_job(
+        code_dir=code_folder, environment=hz.build_environment(LOCK), compute="cpu-cluster",
+        command=command or "python train.py --data ${{inputs.data}} --lr ${{search_space.lr}} "
+                           "--model ${{search_space.model}}",
+        inputs={"data": hz.job_input(data, mode="download")}, display_name="chest", experiment_name="chest-xray")
+
+
+def test_sweep_job_yaml_round_trip_with_relative_code(tmp_path, code_folder, data_folder):
+    from azure.ai.ml.sweep import Choice, LogUniform
+
+    sweep = hz.build_sweep_job(_sweep_trial(code_folder, data_folder),
+                               {"lr": LogUniform(min_value=-9, max_value=-4), "model": Choice(["small_cnn", "resnet18"])},
+                               primary_metric="val_auc", max_total_trials=6, max_concurrent_trials=2, timeout_s=1800)
+    spec = hz.dump_spec(sweep, tmp_path / "specs" / "sweep.yml")
+    raw = yaml.safe_load(spec.read_text())
+    assert raw["type"] == "sweep" and raw["trial"]["code"] == "../src"  # relative: no machine path in the spec
+    assert raw["objective"] == {"goal": "maximize", "primary_metric": "val_auc"}
+    assert raw["early_termination"]["type"] == "bandit" and raw["inputs"]["data"]["path"] == "azureml:pneumo:1"
+    loaded = hz.validate_sweep_yaml(spec, expected=sweep)
+    assert loaded.limits.max_total_trials == 6 and sorted(loaded.search_space) == ["lr", "model"]
+    assert (spec.parent / loaded.trial.code).resolve() == code_folder.resolve()  # the SDK keeps it relative
+    _no_guid(spec)
+    raw["objective"]["primary_metric"] = "val_loss"
+    spec.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecValidationError) as err:
+        hz.validate_sweep_yaml(spec, expected=sweep)
+    assert err.value.field == "objective"
+
+
+def test_sweep_job_refuses_unused_or_undefined_search_values(code_folder, data_folder):
+    from azure.ai.ml.sweep import Choice
+
+    trial = _sweep_trial(code_folder, data_folder)
+    with pytest.raises(SpecValidationError, match="never used") as err:
+        hz.build_sweep_job(trial, {"lr": Choice([1e-3]), "model": Choice(["a"]), "batch": Choice([8])}, "val_auc")
+    assert err.value.field == "search_space"
+    with pytest.raises(SpecValidationError, match="does not define") as err:
+        hz.build_sweep_job(trial, {"lr": Choice([1e-3])}, "val_auc")
+    assert err.value.field == "command"
+    with pytest.raises(SpecValidationError) as err:
+        hz.build_sweep_job(trial, {"lr": Choice([1e-3]), "model": Choice(["a"])}, "val_auc", goal="max")
+    assert err.value.field == "goal"
+
+
+def test_command_job_spec_holds_a_relative_code_folder(tmp_path, code_folder, data_folder):
+    spec = hz.dump_spec(_job(code_folder, data_folder), tmp_path / "deep" / "job.yml")
+    assert yaml.safe_load(spec.read_text())["code"] == "../src"
+    assert str(tmp_path) not in spec.read_text()

@@ -77,6 +77,10 @@ class PatientLeakError(DatasetError, ValueError):
     """The same patient appears in more than one split: scores would be optimistic."""
 
 
+class WeightsUnavailable(DownloadUnavailable):
+    """Pretrained model weights could not be downloaded: the message says where to put the file by hand."""
+
+
 # --- Notebooks -----------------------------------------------------------------------------------
 
 
@@ -124,3 +128,7 @@ class TrackingBackendUnavailable(CloudError, ImportError):
 
 class NoActiveRun(CloudError, RuntimeError):
     """A logging helper was called outside ``with start_run(...)``: nothing was logged."""
+
+
+class ArtifactMissing(CloudError, FileNotFoundError):
+    """A tracked run does not hold the artifact asked for (e.g. no logged model): the message says how to log it."""

@@ -45,6 +45,8 @@ PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Grey-level mean and SD every model subtracts and divides by (ImageNet's RGB statistics averaged, as pretrained
 #: weights expect).
 INPUT_MEAN, INPUT_STD = 0.449, 0.226
+#: MLflow's switch for its artifact download progress bar.
+_PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 #: Artifact path of the best checkpoint in an MLflow run.
 MODEL_ARTIFACT = "model/best.pt"
 #: Columns of a training history: ``lr`` is the last batch's learning rate, ``seconds`` the epoch's wall time,
@@ -784,7 +786,11 @@ def load_model_from_run(run_id: str, uri: str | None = None, device: str = "cpu"
 
     from helpers import tracking
 
+    import os
+
     uri = uri or tracking.tracking_uri()
+    bar = os.environ.get(_PROGRESS_BAR_ENV)
+    os.environ[_PROGRESS_BAR_ENV] = "false"  # one small file: a progress bar would only clutter notebook outputs
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
@@ -795,6 +801,11 @@ def load_model_from_run(run_id: str, uri: str | None = None, device: str = "cpu"
                 f"Run {run_id} has no {MODEL_ARTIFACT} in that store ({type(exc).__name__}: {exc}). Check the run id "
                 "and tracking URI, and log the model inside the run with train() or log_model(result)."
             ) from exc
+        finally:
+            if bar is None:
+                os.environ.pop(_PROGRESS_BAR_ENV, None)
+            else:
+                os.environ[_PROGRESS_BAR_ENV] = bar
         return load_checkpoint(local, device=device)
 
 

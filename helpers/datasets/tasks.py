@@ -26,8 +26,8 @@ NIH_MIN_POSITIVES = 25
 
 
 def _generated_chest(task: str, quick: bool, seed: int, n_patients: int | None, size: int) -> tuple[pd.DataFrame, list[str]]:
-    """The generated chest set: 60 patients (quick) or 300, 2 images each, half with pneumonia."""
-    n = n_patients or (60 if quick else 300)
+    """The generated chest set: 100 patients (quick) or 300, 2 images each, half with pneumonia."""
+    n = n_patients or (100 if quick else 300)
     multilabel = task == "multilabel"
     table = generated.make_chest_xray(n_patients=n, images_per_patient=2, size=size, multilabel=multilabel, seed=seed)
     names = ["pneumonia", "effusion", "cardiomegaly", "nodule"] if multilabel else ["pneumonia"]
@@ -100,7 +100,7 @@ def chest_xray_table(
 ) -> tuple[pd.DataFrame, list[str]]:
     """(table, label names) of the chest X-ray lesson: one row per image with path, patient_id and 0/1 labels.
 
-    ``source``: ``generated`` (offline default; ``n_patients`` or 60 quick / 300 full, 2 images each,
+    ``source``: ``generated`` (offline default; ``n_patients`` or 100 quick / 300 full, 2 images each,
     ``size`` px), ``kermany`` (root holds NORMAL/ and PNEUMONIA/), ``nih`` (the ChestX-ray14 subset
     layout), ``pneumoniamnist`` (root is the npz or its folder; keeps a ``split`` column, since it has
     no patient ids). ``task``: ``binary`` (one label) or ``multilabel`` (generated: pneumonia,

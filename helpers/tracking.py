@@ -128,7 +128,10 @@ def tracking_uri(backend: str = "auto") -> str:
     if backend == "azure":
         return azure_tracking_uri()
     if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+        uri = os.environ["MLFLOW_TRACKING_URI"]
+        if uri.startswith("file:") or "://" not in uri:  # a file store set by hand: MLflow 3.13+ refuses it otherwise
+            os.environ.setdefault(ALLOW_FILE_STORE_ENV, "true")
+        return uri
     from helpers.azure import workspace_config
 
     config = workspace_config()

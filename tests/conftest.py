@@ -19,6 +19,18 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path_factory.getbasetemp() / "medimg-data"))
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri():
+    """Undo MLFLOW_TRACKING_URI after each test: ``mlflow.set_tracking_uri`` exports it, and notebook kernels
+    started later in the same pytest run (nbval) would inherit a temporary store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture
 def shared_data():
     """Return a function giving a sub-folder of ../shared/data, skipping the test when it is absent."""

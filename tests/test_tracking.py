@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -251,3 +252,13 @@ def test_log_dataset_input_links_a_training_run(tmp_path, store):
     assert got.data.tags["dataset.training.sha256"] == digest
     [dataset_input] = got.inputs.dataset_inputs
     assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
+
+
+def test_a_file_store_uri_from_the_environment_is_allowed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "store").as_uri())
+    monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV, raising=False)
+    assert tracking.tracking_uri() == (tmp_path / "store").as_uri()
+    assert os.environ[tracking.ALLOW_FILE_STORE_ENV] == "true"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://example.org/mlflow")
+    monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV, raising=False)
+    assert tracking.tracking_uri() == "https://example.org/mlflow" and tracking.ALLOW_FILE_STORE_ENV not in os.environ

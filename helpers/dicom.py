@@ -746,6 +746,32 @@ def display_array(ds_or_path: Dataset | str | Path, *, allow_rgb: bool = False) 
     return np.asarray(out, dtype=np.float32)
 
 
+def unit_image(ds_or_path: Dataset | str | Path) -> np.ndarray:
+    """A greyscale image as float32 (H, W) in [0, 1]: stored / (2**BitsStored - 1), MONOCHROME1 inverted.
+
+    Independent of the file's window and of the image's own range (unlike :func:`display_array`, right for
+    display but metadata-dependent): only BitsStored, PixelRepresentation (signed data are offset by
+    2**(BitsStored-1) first) and PhotometricInterpretation count, so a value means the same brightness in
+    every radiograph, bright = dense. Rescale tags are ignored (radiographs store brightness, not physical
+    units). Multi-frame and colour images raise UnsupportedImageError.
+    """
+    ds = _as_dataset(ds_or_path)
+    stored = pixels(ds, physical=False)
+    if stored.ndim != 2:
+        raise UnsupportedImageError(
+            f"{_label(ds)} has shape {stored.shape}; unit_image takes one greyscale frame. Pick a frame with "
+            "pixels(ds, physical=False)[k] and scale it yourself."
+        )
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+    low = -(2.0 ** (bits - 1)) if int(ds.get("PixelRepresentation", 0) or 0) == 1 else 0.0
+    image = (stored - np.float32(low)) / np.float32(2.0**bits - 1)
+    np.clip(image, 0.0, 1.0, out=image)
+    if str(ds.get("PhotometricInterpretation", "") or "").strip().upper() == "MONOCHROME1":
+        np.subtract(np.float32(1.0), image, out=image)
+    return image.astype(np.float32, copy=False)
+
+
+
 # --- Folders and series --------------------------------------------------------------------------
 
 
@@ -1392,5 +1418,5 @@ __all__ = [
     "PNG_TEMPLATE_KEYWORDS", "SOP_CLASS_BY_MODALITY", "Volume", "WINDOW_PRESETS", "available_decoders",
     "describe", "display_array", "file_window", "has_pixel_data", "ingest_folder", "is_colour", "load_series",
     "pixels", "png16_to_dicom", "pydicom", "read_dicom", "read_dicomdir", "read_folder", "require_decoder",
-    "stable_uid", "to_png16", "today_da", "window", "write_dicom",
+    "stable_uid", "to_png16", "today_da", "unit_image", "window", "write_dicom",
 ]

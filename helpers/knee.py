@@ -16,15 +16,13 @@ Boxes are ``(x0, y0, x1, y1)`` in pixels, x = column, y = row, inclusive, as in 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from helpers.dicom import pixels, read_dicom
-from helpers.errors import UnsupportedImageError
+from helpers.dicom import unit_image
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,29 +43,9 @@ LOCALISER_SIZE = 128
 
 
 def to_unit_image(ds_or_path: Dataset | str | Path) -> np.ndarray:
-    """A greyscale DICOM image as float32 (H, W) in [0, 1]: stored / (2**BitsStored - 1), MONOCHROME1 inverted.
-
-    Independent of the file's window and of the image's own range: ``helpers.dicom.display_array``
-    applies the file's window (or a min-max scale), which is right for display but makes the values
-    depend on metadata; here only BitsStored, PixelRepresentation (signed data are offset by
-    2**(BitsStored-1) first) and PhotometricInterpretation count. Rescale tags are ignored (radiographs
-    store brightness, not physical units). Multi-frame and colour images raise UnsupportedImageError.
-    ``helpers.train_torch.load_images(intensity="bits")`` scales the same way (inside torch code).
-    """
-    ds = read_dicom(ds_or_path) if isinstance(ds_or_path, (str, os.PathLike)) else ds_or_path
-    stored = pixels(ds, physical=False)
-    if stored.ndim != 2:
-        raise UnsupportedImageError(
-            f"to_unit_image takes one greyscale frame; this image has shape {stored.shape}. "
-            "Pick a frame with helpers.dicom.pixels(path, physical=False)[k] and scale it yourself."
-        )
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
-    low = -(2.0 ** (bits - 1)) if int(ds.get("PixelRepresentation", 0) or 0) == 1 else 0.0
-    image = (stored - np.float32(low)) / np.float32(2.0**bits - 1)
-    np.clip(image, 0.0, 1.0, out=image)
-    if str(ds.get("PhotometricInterpretation", "") or "").strip().upper() == "MONOCHROME1":
-        np.subtract(np.float32(1.0), image, out=image)
-    return image.astype(np.float32, copy=False)
+    """A knee radiograph as float32 (H, W) in [0, 1], independent of its metadata: :func:`helpers.dicom.unit_image`
+    (stored / (2**BitsStored - 1), MONOCHROME1 inverted, window and rescale tags ignored)."""
+    return unit_image(ds_or_path)
 
 
 def _as_unit(image: np.ndarray) -> np.ndarray:

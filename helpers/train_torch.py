@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from helpers.config import get_device, seed_everything
-from helpers.dicom import display_array, pixels, read_dicom
+from helpers.dicom import display_array, read_dicom, unit_image
 from helpers.errors import ArtifactMissing, UnsupportedImageError, WeightsUnavailable
 
 #: Architectures :func:`build_model` knows.
@@ -60,15 +60,7 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds"
 def _dicom_unit(path: Path, intensity: str) -> np.ndarray:
     """One DICOM image as float32 (H, W) in [0, 1], bright = dense (MONOCHROME1 inverted)."""
     ds = read_dicom(path)
-    if intensity == "window":
-        image = display_array(ds)
-    else:
-        stored = pixels(ds, physical=False)
-        bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
-        low = -(2.0 ** (bits - 1)) if int(ds.get("PixelRepresentation", 0) or 0) == 1 else 0.0
-        image = np.clip((stored - np.float32(low)) / np.float32(2.0**bits - 1), 0.0, 1.0)
-        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-            image = 1.0 - image
+    image = display_array(ds) if intensity == "window" else unit_image(ds)
     if image.ndim != 2:
         raise UnsupportedImageError(
             f"{path} holds {image.shape[0]} frames; load_images takes single-frame images. Pick a frame with "

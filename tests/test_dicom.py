@@ -632,3 +632,18 @@ def test_real_series_from_the_dicomdir_folder(shared_data):
 def test_errors_are_medimg_errors():
     for exc in DOCUMENTED + (SeriesError, EmptyFolderError):
         assert issubclass(exc, MedImgError)
+
+
+def test_unit_image_scales_by_bit_depth_and_inverts_monochrome1(tmp_path):
+    from helpers.dicom import unit_image, write_dicom
+
+    stored = np.array([[0, 1023], [512, 256]], dtype=np.uint16)
+    m2 = write_dicom(tmp_path / "m2.dcm", stored, modality="DX", patient_id="P", study_uid="1.2.3", series_uid="1.2.3.4",
+                     bits_stored=10, window=(100.0, 50.0))
+    np.testing.assert_allclose(unit_image(m2), stored / 1023.0, atol=1e-6)  # the file window is ignored
+    m1 = write_dicom(tmp_path / "m1.dcm", stored, modality="DX", patient_id="P", study_uid="1.2.3", series_uid="1.2.3.5",
+                     bits_stored=10, photometric="MONOCHROME1")
+    np.testing.assert_allclose(unit_image(m1), 1.0 - stored / 1023.0, atol=1e-6)
+    signed = write_dicom(tmp_path / "s.dcm", np.array([[-2048, 2047]], dtype=np.int16), modality="CT", patient_id="P",
+                         study_uid="1.2.3", series_uid="1.2.3.6", bits_stored=12)
+    np.testing.assert_allclose(unit_image(signed), [[0.0, 1.0]], atol=1e-6)

@@ -327,6 +327,12 @@ def _check_job_input_paths(raw: Any, where: str) -> None:
             )
 
 
+def _code_from_yaml(code: Any, yaml_path: str | Path) -> Path:
+    """A job's local code folder as loaded from a spec: relative paths are relative to the YAML's folder."""
+    folder = Path(str(code)).expanduser()
+    return folder if folder.is_absolute() else Path(yaml_path).parent / folder
+
+
 def _same_local_path(a: Any, b: Any) -> bool:
     """True when two local paths name the same file or folder."""
     return Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
@@ -568,7 +574,7 @@ def validate_job_yaml(path: str | Path, expected: Job | None = None) -> Job:
         got, want = _strip_azureml(getattr(job, field, None)), _strip_azureml(getattr(expected, field, None))
         if got != want:
             raise SpecValidationError(field, f"{path.name} has {got!r}, the job built has {want!r}.")
-    if not _same_local_path(job.code, expected.code):
+    if not _same_local_path(_code_from_yaml(job.code, path), expected.code):
         raise SpecValidationError("code", f"{path.name} points at another code folder.")
     got_inputs = {k: _input_summary(v) for k, v in (job.inputs or {}).items()}
     want_inputs = {k: _input_summary(v) for k, v in (expected.inputs or {}).items()}
@@ -697,8 +703,6 @@ def validate_sweep_yaml(path: str | Path, expected: Any = None) -> Any:
     for field, (got, want) in checks.items():
         if got != want:
             raise SpecValidationError(field, f"{Path(path).name} has {got!r}, the sweep built has {want!r}.")
-    code = Path(str(job.trial.code)).expanduser()
-    code = code if code.is_absolute() else Path(path).parent / code  # relative to the YAML, as dump_spec wrote it
-    if not _same_local_path(code, expected.trial.code):
+    if not _same_local_path(_code_from_yaml(job.trial.code, path), expected.trial.code):
         raise SpecValidationError("code", f"{Path(path).name} points at another code folder.")
     return job

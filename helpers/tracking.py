@@ -157,15 +157,21 @@ def start_run(
     tags: Mapping[str, Any] | None = None,
     description: str | None = None,
     uri: str | None = None,
+    run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run in ``experiment`` at ``uri`` (default :func:`tracking_uri`), ended on exit (FAILED on error).
 
-    This sets MLflow's process-wide tracking URI, so ``mlflow.*`` calls afterwards see the same store.
+    With ``run_id``, that finished run of ``experiment`` is reopened instead (to add test metrics or figures
+    later). This sets MLflow's process-wide tracking URI, so ``mlflow.*`` calls afterwards see the same store.
     """
     import mlflow
 
     mlflow.set_tracking_uri(uri or tracking_uri())
     experiment_id = _experiment_id(mlflow.MlflowClient(), experiment)
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id, experiment_id=experiment_id) as run:
+            yield run
+        return
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=run_name,
@@ -237,6 +243,20 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
             raise ValueError(f"Metric {key!r} is infinite; log a finite value (NaN is allowed for 'undefined').")
         values[str(key)] = number
     mlflow.log_metrics(values, step=step)
+
+
+def log_history(history: pd.DataFrame, step_col: str = "epoch", prefix: str = "") -> int:
+    """Log every numeric column of a per-epoch ``history`` table at its ``step_col`` step; returns rows logged.
+
+    NaN values (e.g. an AUC undefined in one epoch) are logged as NaN; non-numeric columns are skipped.
+    """
+    if step_col not in history.columns:
+        raise ValueError(f"history has no {step_col!r} column; its columns: {list(history.columns)}.")
+    numeric = [c for c in history.columns if c != step_col and pd.api.types.is_numeric_dtype(history[c])
+               and not pd.api.types.is_bool_dtype(history[c])]
+    for _, row in history.iterrows():
+        log_metrics({f"{prefix}{c}": row[c] for c in numeric}, step=int(row[step_col]))
+    return len(history)
 
 
 def log_figure(figure: Figure, name: str) -> str:

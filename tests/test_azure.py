@@ -395,6 +395,8 @@ def test_sweep_job_refuses_unused_or_undefined_search_values(code_folder, data_f
 
 
 def test_command_job_spec_holds_a_relative_code_folder(tmp_path, code_folder, data_folder):
-    spec = hz.dump_spec(_job(code_folder, data_folder), tmp_path / "deep" / "job.yml")
+    job = _job(code_folder, data_folder)
+    spec = hz.dump_spec(job, tmp_path / "deep" / "job.yml")
     assert yaml.safe_load(spec.read_text())["code"] == "../src"
     assert str(tmp_path) not in spec.read_text()
+    hz.validate_job_yaml(spec, expected=job)  # resolved from the YAML's folder, not from the working directory

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -262,3 +263,26 @@ def test_a_file_store_uri_from_the_environment_is_allowed(tmp_path, monkeypatch)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://example.org/mlflow")
     monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV, raising=False)
     assert tracking.tracking_uri() == "https://example.org/mlflow" and tracking.ALLOW_FILE_STORE_ENV not in os.environ
+
+
+def test_log_history_logs_numeric_columns_per_epoch_and_a_run_can_be_reopened(store):
+    import mlflow
+
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.7, 0.5, 0.4], "val_auc": [0.6, float("nan"), 0.9],
+                            "stage": ["fit"] * 3, "stopped": [False, False, True]})
+    with tracking.start_run("history-test") as run:
+        assert tracking.log_history(history, prefix="knee_") == 3
+    client = mlflow.MlflowClient(store)
+    steps = {(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "knee_train_loss")}
+    assert steps == {(1, 0.7), (2, 0.5), (3, 0.4)}
+    aucs = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "knee_val_auc"), key=lambda m: m.step)]
+    assert aucs[0] == 0.6 and math.isnan(aucs[1]) and aucs[2] == 0.9
+    assert "knee_stage" not in client.get_run(run.info.run_id).data.metrics
+    assert "knee_stopped" not in client.get_run(run.info.run_id).data.metrics
+    with tracking.start_run("history-test", run_id=run.info.run_id) as again:  # reopen to add a test metric
+        tracking.log_metrics({"test_auc": 0.95})
+    assert again.info.run_id == run.info.run_id
+    assert client.get_run(run.info.run_id).data.metrics["test_auc"] == 0.95
+    with pytest.raises(ValueError, match="no 'step'"):
+        with tracking.start_run("history-test"):
+            tracking.log_history(history, step_col="step")

@@ -3,6 +3,15 @@
 ``import helpers`` is light on purpose: it imports neither torch nor TensorFlow. Framework code
 lives in modules that import their own framework (for example ``helpers.train_torch``), so a
 notebook pays only for what it uses.
+
+Modules, by concern (data flows down this list, never up):
+
+- ``config``, ``errors``: settings, devices, versions; every exception, named for what went wrong.
+- ``dicom``, ``contours``, ``deid``, ``datasets`` (``generated``, ``registry``, ``download``, ``real``,
+  ``splits``, ``tasks``), ``knee``: files to arrays and tables.
+- ``train_torch``, ``train_fastai``: training per framework (each imports its own).
+- ``metrics``, ``evalplots``, ``viz``: numbers and figures.
+- ``tracking`` (MLflow), ``azure`` (Azure ML v2 specs), ``nbtools`` (notebook template and runner).
 """
 
 from __future__ import annotations

@@ -58,6 +58,10 @@ class ContourError(MedImgError, ValueError):
     """A contour file is malformed or its points fall outside the image."""
 
 
+class MaskError(MedImgError, ValueError):
+    """A segmentation mask is not 0/1, or its shape differs from the mask or image it is compared with."""
+
+
 # --- Data sets, downloads ------------------------------------------------------------------------
 
 

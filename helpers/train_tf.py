@@ -1,0 +1,322 @@
+"""TensorFlow / Keras 3 segmentation for the Sunnybrook left-ventricle lesson: TFRecords, a tf.data pipeline with
+paired augmentation, the Azure lab's FCN and a real U-Net, Dice losses, training that keeps the best weights.
+
+Images are ``(N, H, W)`` float32 arrays (any intensity scale; the lesson normalises them first), masks ``(N, H, W)``
+bool / uint8; inside TensorFlow both become ``(H, W, 1)`` float32 and models output per-pixel probabilities
+(sigmoid). Dice is computed per image and then averaged over the images (an empty mask predicted empty scores 1).
+Weights are initialised from Keras's global seed: call ``keras.utils.set_random_seed(seed)`` before building a
+model for a repeatable run. This module never imports torch (importing TensorFlow before torch in one process has
+been seen to crash; import torch first if a process needs both).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+#: Losses :func:`train_segmenter` knows.
+LOSSES = ("bce", "bce_dice")
+#: Columns of a training history; ``seconds`` is the epoch's wall time (training and validation).
+HISTORY_COLUMNS = ["epoch", "loss", "dice", "val_loss", "val_dice", "seconds"]
+#: File name of the best weights written by :func:`train_segmenter` when given ``out_dir``.
+BEST_WEIGHTS = "best.weights.h5"
+
+
+# --- TFRecords ---------------------------------------------------------------------------------------
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    """One bytes feature."""
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    """One int64 feature."""
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def write_tfrecord(path: str | Path, images: np.ndarray, masks: np.ndarray) -> Path:
+    """Write slices (N, H, W) float32 and masks (N, H, W) bool/uint8 to a TFRecord, one Example per slice."""
+    images, masks = np.asarray(images), np.asarray(masks)
+    if images.ndim != 3 or masks.shape != images.shape:
+        raise ValueError(
+            f"images {images.shape} and masks {masks.shape} must both be (N, H, W) and of the same shape; "
+            "stack 2D slices with np.stack and drop any channel axis."
+        )
+    if masks.size and not np.isin(masks, (0, 1)).all():
+        raise ValueError("masks must hold only 0 and 1 (or False/True); threshold label maps before writing.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for image, mask in zip(images, masks):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "image": _bytes_feature(np.ascontiguousarray(image, dtype="<f4").tobytes()),
+                "mask": _bytes_feature(np.ascontiguousarray(mask, dtype=np.uint8).tobytes()),
+                "height": _int_feature(image.shape[0]),
+                "width": _int_feature(image.shape[1]),
+            }))
+            writer.write(example.SerializeToString())
+    return path
+
+
+_FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "mask": tf.io.FixedLenFeature([], tf.string),
+    "height": tf.io.FixedLenFeature([], tf.int64),
+    "width": tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def _parse_example(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """One serialised Example to (image (H, W, 1) float32, mask (H, W, 1) float32 in {0, 1})."""
+    parsed = tf.io.parse_single_example(record, _FEATURES)
+    shape = tf.stack([parsed["height"], parsed["width"], tf.constant(1, tf.int64)])
+    image = tf.reshape(tf.io.decode_raw(parsed["image"], tf.float32, little_endian=True), shape)
+    mask = tf.cast(tf.reshape(tf.io.decode_raw(parsed["mask"], tf.uint8), shape), tf.float32)
+    return image, mask
+
+
+def read_tfrecord(path: str | Path) -> tf.data.Dataset:
+    """Read a file from :func:`write_tfrecord` as a Dataset of (image (H, W, 1) float32, mask (H, W, 1) float32)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; write it first with helpers.train_tf.write_tfrecord.")
+    return tf.data.TFRecordDataset(str(path)).map(_parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# --- Augmentation and pipeline -----------------------------------------------------------------------
+
+
+def _rotate(stacked: tf.Tensor, radians: tf.Tensor) -> tf.Tensor:
+    """Rotate an (H, W, C) tensor about its centre by ``radians`` (bilinear, reflected borders)."""
+    h = tf.cast(tf.shape(stacked)[0], tf.float32)
+    w = tf.cast(tf.shape(stacked)[1], tf.float32)
+    cos, sin = tf.cos(radians), tf.sin(radians)
+    x_offset = ((w - 1) - (cos * (w - 1) - sin * (h - 1))) / 2.0
+    y_offset = ((h - 1) - (sin * (w - 1) + cos * (h - 1))) / 2.0
+    transform = tf.stack([cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0])[None, :]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=stacked[None], transforms=transform, output_shape=tf.shape(stacked)[:2],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT",
+    )
+    return out[0]
+
+
+def augment_pair(
+    image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor, max_degrees: float = 10.0,
+    brightness: float = 0.1, contrast: float = 0.2,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Randomly flip and rotate (up to ``max_degrees``) image and mask alike, then shift brightness (image units)
+    and scale contrast (factor 1 ± ``contrast`` about the image mean) of the image only; the mask stays binary."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
+    u = [tf.random.stateless_uniform([], seed=seeds[k]) for k in range(5)]
+    stacked = tf.concat([image, mask], axis=-1)
+    stacked = tf.cond(u[0] < 0.5, lambda: tf.reverse(stacked, axis=[1]), lambda: stacked)
+    stacked = tf.cond(u[1] < 0.5, lambda: tf.reverse(stacked, axis=[0]), lambda: stacked)
+    if max_degrees > 0:
+        stacked = _rotate(stacked, (2.0 * u[2] - 1.0) * (max_degrees * math.pi / 180.0))
+    image, mask = stacked[..., :1], stacked[..., 1:]
+    mask = tf.cast(mask >= 0.5, tf.float32)
+    mean = tf.reduce_mean(image)
+    image = (image - mean) * (1.0 + (2.0 * u[3] - 1.0) * contrast) + mean + (2.0 * u[4] - 1.0) * brightness
+    return image, mask
+
+
+def make_pipeline(
+    dataset: tf.data.Dataset, batch_size: int = 8, augment: bool = True, shuffle: bool = True, seed: int = 0,
+    *, max_degrees: float = 10.0, brightness: float = 0.1, contrast: float = 0.2, shuffle_buffer: int = 512,
+) -> tf.data.Dataset:
+    """Shuffle, augment (see :func:`augment_pair`), batch and prefetch (image, mask) pairs; repeatable for a seed.
+
+    Augmentation is stateless: each element draws its parameters from a seeded random stream that changes at every
+    epoch (pass, over the dataset) but is the same for two pipelines built with the same ``seed``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    ds = dataset
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, randoms)).map(
+            lambda pair, r: augment_pair(pair[0], pair[1], r, max_degrees, brightness, contrast),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        )
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# --- Models ------------------------------------------------------------------------------------------
+
+
+def _check_size(size: int, factor: int, what: str) -> None:
+    """Raise a ValueError unless ``size`` is a positive multiple of ``factor``."""
+    if size <= 0 or size % factor:
+        raise ValueError(
+            f"{what} needs an image size divisible by {factor} (it halves the image {int(math.log2(factor))} "
+            f"times); got {size}. Resize or pad to {max(factor, round(size / factor) * factor)} px."
+        )
+
+
+def fcn_baseline(size: int, n_filters: int = 32) -> keras.Model:
+    """The Azure lab's "U-Net", really an FCN: (strided conv + max-pool) twice = 16x down, one stride-16
+    transposed conv back up, sigmoid; input (size, size, 1), size divisible by 16."""
+    _check_size(size, 16, "fcn_baseline")
+    inputs = keras.Input((size, size, 1), name="image")
+    x = layers.Conv2D(n_filters, 5, strides=2, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(2 * n_filters, 5, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    outputs = layers.Conv2DTranspose(1, 16, strides=16, padding="same", activation="sigmoid", name="up16")(x)
+    return keras.Model(inputs, outputs, name="fcn_baseline")
+
+
+def _conv_block(x: Any, filters: int, batch_norm: bool, name: str) -> Any:
+    """(3x3 conv, optional batch norm, ReLU) twice."""
+    for k in (1, 2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{k}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{k}")(x)
+        x = layers.ReLU(name=f"{name}_relu{k}")(x)
+    return x
+
+
+def unet(size: int, depth: int = 4, width: int = 16, batch_norm: bool = True) -> keras.Model:
+    """A U-Net: ``depth`` down levels of width x 2^level filters with skip connections, sigmoid output; input
+    (size, size, 1), size divisible by 2^depth."""
+    if depth < 1 or width < 1:
+        raise ValueError(f"depth and width must be >= 1, got depth={depth}, width={width}.")
+    _check_size(size, 2**depth, f"A U-Net of depth {depth}")
+    inputs = keras.Input((size, size, 1), name="image")
+    x, skips = inputs, []
+    for level in range(depth):
+        x = _conv_block(x, width * 2**level, batch_norm, f"down{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = _conv_block(x, width * 2**depth, batch_norm, "bottom")
+    for level in reversed(range(depth)):
+        x = layers.Conv2DTranspose(width * 2**level, 2, strides=2, name=f"up{level}")(x)
+        x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = _conv_block(x, width * 2**level, batch_norm, f"dec{level}")
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
+    return keras.Model(inputs, outputs, name=f"unet_d{depth}_w{width}")
+
+
+# --- Losses and metrics ------------------------------------------------------------------------------
+
+
+def dice_per_image(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
+    """Soft Dice of each image of a batch (B, H, W[, C]) -> (B,): (2|A∩B| + smooth) / (|A| + |B| + smooth)."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.cast(y_true, y_pred.dtype)
+    axes = tuple(range(1, len(y_pred.shape)))
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+    return (2.0 * intersection + smooth) / (total + smooth)
+
+
+def dice_coefficient(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
+    """Soft Dice computed per image, then averaged over the batch (a scalar in [0, 1])."""
+    return ops.mean(dice_per_image(y_true, y_pred, smooth))
+
+
+def dice_loss(y_true: Any, y_pred: Any) -> Any:
+    """1 - :func:`dice_coefficient` (smooth = 1)."""
+    return 1.0 - dice_coefficient(y_true, y_pred)
+
+
+def bce_dice_loss(y_true: Any, y_pred: Any) -> Any:
+    """Pixel-mean binary cross-entropy (nats) plus :func:`dice_loss`."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    bce = ops.mean(keras.losses.binary_crossentropy(ops.cast(y_true, y_pred.dtype), y_pred))
+    return bce + dice_loss(y_true, y_pred)
+
+
+def dice_metric() -> keras.metrics.Metric:
+    """A Keras metric named ``dice``: the mean of per-image Dice over every image seen (not a mean of batch means)."""
+    return keras.metrics.MeanMetricWrapper(dice_per_image, name="dice")
+
+
+# --- Training ----------------------------------------------------------------------------------------
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Keep the weights of the epoch with the highest ``val_dice`` and the wall time of each epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best = -math.inf
+        self.best_weights: list[np.ndarray] | None = None
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        value = float((logs or {}).get("val_dice", math.nan))
+        if value > self.best:  # False for NaN
+            self.best, self.best_weights = value, self.model.get_weights()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def train_segmenter(
+    model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, epochs: int, lr: float = 1e-3,
+    loss: str = "bce", out_dir: str | Path | None = None, patience: int | None = None,
+) -> tuple[keras.Model, pd.DataFrame]:
+    """Train with Adam on batched (image, mask) datasets, restore the best-``val_dice`` weights (also saved to
+    ``out_dir/best.weights.h5``), stop after ``patience`` epochs without improvement; return model and history."""
+    losses: dict[str, Callable[[Any, Any], Any]] = {"bce": keras.losses.BinaryCrossentropy(), "bce_dice": bce_dice_loss}
+    if loss not in losses:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}.")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss=losses[loss], metrics=[dice_metric()])
+    best = _BestWeights()
+    callbacks: list[keras.callbacks.Callback] = [best]
+    if patience is not None:
+        callbacks.insert(0, keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=patience))
+    fit = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_weights(out / BEST_WEIGHTS)
+    n = len(fit.history["loss"])
+    history = pd.DataFrame({"epoch": np.arange(1, n + 1)})
+    for column in ("loss", "dice", "val_loss", "val_dice"):
+        history[column] = np.asarray(fit.history.get(column, [math.nan] * n), dtype=float)
+    history["seconds"] = best.seconds[:n]
+    return model, history[HISTORY_COLUMNS]
+
+
+def predict_masks(model: keras.Model, images: np.ndarray, batch_size: int = 16, threshold: float = 0.5) -> np.ndarray:
+    """Binary masks (N, H, W) bool: the model's probability > ``threshold`` for images (N, H, W)."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3:
+        raise ValueError(f"images must be (N, H, W), got {images.shape}; drop the channel axis with x[..., 0].")
+    if len(images) == 0:
+        return np.zeros(images.shape, dtype=bool)
+    probs = model.predict(images[..., None], batch_size=batch_size, verbose=0)
+    return np.asarray(probs)[..., 0] > threshold
+
+
+__all__ = [
+    "BEST_WEIGHTS", "HISTORY_COLUMNS", "LOSSES", "augment_pair", "bce_dice_loss", "dice_coefficient", "dice_loss",
+    "dice_metric", "dice_per_image", "fcn_baseline", "make_pipeline", "predict_masks", "read_tfrecord",
+    "train_segmenter", "unet", "write_tfrecord",
+]

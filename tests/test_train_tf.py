@@ -1,0 +1,224 @@
+"""helpers.train_tf: TFRecords, the paired-augmentation pipeline, FCN and U-Net, Dice losses, training, prediction.
+
+Everything runs on the CPU with tiny synthetic sets (bright discs on noise, 32 px), so the file takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch  # noqa: F401  (project hazard: torch before TensorFlow in one process)
+
+import numpy as np
+import pytest
+
+from helpers import train_tf as T
+
+import keras  # noqa: E402  (after helpers.train_tf, which quiets TensorFlow's C++ log first)
+import tensorflow as tf  # noqa: E402
+
+SIZE = 32
+
+
+def discs(n: int, size: int = SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` images of one bright disc (radius 4-9 px, +1) on Gaussian noise (SD 0.3), and the disc masks."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = rng.normal(0.0, 0.3, (n, size, size)).astype(np.float32)
+    masks = np.zeros((n, size, size), dtype=bool)
+    for i in range(n):
+        r = rng.uniform(4, 9)
+        cy, cx = rng.uniform(r + 1, size - r - 1, 2)
+        masks[i] = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        images[i][masks[i]] += 1.0
+    return images, masks
+
+
+def as_dataset(images: np.ndarray, masks: np.ndarray) -> tf.data.Dataset:
+    """Unbatched (image (H, W, 1), mask (H, W, 1)) float32 pairs, as read_tfrecord gives them."""
+    return tf.data.Dataset.from_tensor_slices((images[..., None], masks[..., None].astype(np.float32)))
+
+
+def first_batch(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The first (images, masks) batch of a dataset as numpy."""
+    x, y = next(iter(ds))
+    return x.numpy(), y.numpy()
+
+
+# --- TFRecords -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mask_dtype", [bool, np.uint8])
+def test_tfrecord_round_trip_is_exact(tmp_path, mask_dtype):
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(3, 8, 12)).astype(np.float32)  # not square: height and width must not swap
+    images[0, 0, 0] = np.float32(1e-38)  # a subnormal-adjacent value survives the byte round trip
+    masks = (rng.random((3, 8, 12)) > 0.5).astype(mask_dtype)
+    path = T.write_tfrecord(tmp_path / "sub" / "slices.tfrecord", images, masks)
+    assert path.is_file()
+    pairs = list(T.read_tfrecord(path))
+    assert len(pairs) == 3
+    for (image, mask), want_image, want_mask in zip(pairs, images, masks):
+        assert image.shape == (8, 12, 1) and mask.shape == (8, 12, 1)
+        assert image.dtype == tf.float32 and mask.dtype == tf.float32
+        np.testing.assert_array_equal(image.numpy()[..., 0], want_image)
+        np.testing.assert_array_equal(mask.numpy()[..., 0], want_mask.astype(np.float32))
+    x, y = first_batch(T.make_pipeline(T.read_tfrecord(path), batch_size=3))  # shapes known only at run time
+    assert x.shape == (3, 8, 12, 1) and y.shape == (3, 8, 12, 1) and set(np.unique(y)) <= {0.0, 1.0}
+
+
+def test_write_tfrecord_rejects_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="same shape"):
+        T.write_tfrecord(tmp_path / "a.tfrecord", np.zeros((2, 4, 4), np.float32), np.zeros((2, 4, 5), bool))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        T.write_tfrecord(tmp_path / "b.tfrecord", np.zeros((1, 4, 4), np.float32), np.full((1, 4, 4), 2, np.uint8))
+    with pytest.raises(FileNotFoundError, match="write_tfrecord"):
+        T.read_tfrecord(tmp_path / "missing.tfrecord")
+
+
+# --- Pipeline ------------------------------------------------------------------------------------
+
+
+def test_pipeline_shapes_binary_masks_and_repeatable():
+    images, masks = discs(20)
+    batches = [first_batch(T.make_pipeline(as_dataset(images, masks), batch_size=8, seed=3)) for _ in range(2)]
+    x, y = batches[0]
+    assert x.shape == (8, SIZE, SIZE, 1) and y.shape == (8, SIZE, SIZE, 1)
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(batches[1][0], x)  # same seed, same first batch
+    np.testing.assert_array_equal(batches[1][1], y)
+    other = first_batch(T.make_pipeline(as_dataset(images, masks), batch_size=8, seed=4))
+    assert not np.array_equal(other[0], x)
+    sizes = [len(b[0]) for b in T.make_pipeline(as_dataset(images, masks), batch_size=8, seed=3)]
+    assert sizes == [8, 8, 4]
+
+
+def test_pipeline_without_augment_or_shuffle_is_the_data():
+    images, masks = discs(5)
+    x, y = first_batch(T.make_pipeline(as_dataset(images, masks), batch_size=5, augment=False, shuffle=False))
+    np.testing.assert_array_equal(x[..., 0], images)
+    np.testing.assert_array_equal(y[..., 0], masks.astype(np.float32))
+
+
+def test_augmentation_moves_image_and_mask_together_and_changes_each_epoch():
+    _, masks = discs(16)
+    images = masks.astype(np.float32)  # image == mask, so the thresholded image must equal the augmented mask
+    ds = T.make_pipeline(as_dataset(images, masks), batch_size=16, shuffle=False, seed=1, brightness=0.0, contrast=0.0)
+    epochs = [first_batch(ds) for _ in range(2)]
+    for x, y in epochs:
+        np.testing.assert_array_equal(y, (x >= 0.5).astype(np.float32))
+        assert set(np.unique(y)) <= {0.0, 1.0}
+    assert not np.array_equal(epochs[0][1], epochs[1][1])  # a new draw of flips and angles every pass
+    assert not np.array_equal(epochs[0][1][..., 0], masks)  # something moved
+
+
+def test_intensity_changes_touch_the_image_only():
+    _, masks = discs(8)
+    images = masks.astype(np.float32)
+    ds = T.make_pipeline(as_dataset(images, masks), batch_size=8, shuffle=False, seed=2, max_degrees=0.0,
+                         brightness=0.3, contrast=0.5)
+    x, y = first_batch(ds)
+    flipped = {m.tobytes() for m in (masks, masks[:, ::-1], masks[:, :, ::-1], masks[:, ::-1, ::-1])}
+    for k in range(8):  # masks are only flipped (no rotation), still exactly a flip of the original disc
+        assert any(y[k, ..., 0].astype(bool).tobytes() == f[k * SIZE * SIZE:(k + 1) * SIZE * SIZE] for f in flipped)
+    assert not np.array_equal(x, y)  # brightness / contrast moved the image away from the mask
+
+
+# --- Models --------------------------------------------------------------------------------------
+
+
+def test_model_output_shapes():
+    x = np.zeros((2, SIZE, SIZE, 1), np.float32)
+    fcn = T.fcn_baseline(SIZE, n_filters=4)
+    assert fcn.output_shape == (None, SIZE, SIZE, 1)
+    assert fcn(x).shape == (2, SIZE, SIZE, 1)
+    net = T.unet(SIZE, depth=4, width=4)
+    assert net.output_shape == (None, SIZE, SIZE, 1)
+    out = net(x).numpy()
+    assert out.shape == (2, SIZE, SIZE, 1) and ((out > 0) & (out < 1)).all()  # sigmoid probabilities
+    assert T.unet(40, depth=3, width=4).output_shape == (None, 40, 40, 1)  # 40 = 5 x 2^3
+
+
+def test_size_must_divide_by_two_to_the_depth():
+    with pytest.raises(ValueError, match="divisible by 16"):
+        T.unet(40, depth=4)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        T.fcn_baseline(40)
+
+
+# --- Losses and metrics --------------------------------------------------------------------------
+
+
+def test_dice_hand_computed():
+    # image 1: truth [1,1,0,0], prediction [1,0,0,0]: (2*1 + 1) / (2 + 1 + 1) = 0.75
+    # image 2: both empty: (0 + 1) / (0 + 0 + 1) = 1 -> per-image mean 0.875
+    y_true = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 0]]], np.float32)[..., None]
+    y_pred = np.array([[[1, 0], [0, 0]], [[0, 0], [0, 0]]], np.float32)[..., None]
+    np.testing.assert_allclose(np.asarray(T.dice_per_image(y_true, y_pred)), [0.75, 1.0])
+    assert float(T.dice_coefficient(y_true, y_pred)) == pytest.approx(0.875)
+    assert float(T.dice_coefficient(y_true[:1], y_pred[:1], smooth=0.0)) == pytest.approx(2 / 3)  # 2*1 / (2 + 1)
+    assert float(T.dice_loss(y_true, y_pred)) == pytest.approx(0.125)
+    # prediction 0.5 everywhere on image 1: BCE = ln 2; Dice = (2*1 + 1) / (2 + 2 + 1) = 0.6
+    half = np.full_like(y_pred[:1], 0.5)
+    assert float(T.bce_dice_loss(y_true[:1], half)) == pytest.approx(math.log(2) + 0.4, abs=1e-5)
+
+
+def test_dice_metric_averages_images_not_batches():
+    metric = T.dice_metric()
+    metric.update_state(np.zeros((1, 2, 2, 1), np.float32), np.zeros((1, 2, 2, 1), np.float32))  # 1 image, Dice 1
+    metric.update_state(np.ones((3, 2, 2, 1), np.float32), np.zeros((3, 2, 2, 1), np.float32))  # 3 x (1 / 5)
+    assert float(metric.result()) == pytest.approx((1.0 + 3 * 0.2) / 4)  # not (1 + 0.2) / 2
+    assert metric.name == "dice"
+
+
+# --- Training and prediction ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_small_unet_learns_discs(tmp_path, seed):
+    keras.utils.set_random_seed(seed)
+    images, masks = discs(64, seed=seed)
+    train = T.make_pipeline(as_dataset(images[:48], masks[:48]), batch_size=4, seed=seed)
+    val = T.make_pipeline(as_dataset(images[48:], masks[48:]), batch_size=16, augment=False, shuffle=False)
+    model = T.unet(SIZE, depth=2, width=8, batch_norm=False)
+    model, history = T.train_segmenter(model, train, val, epochs=4, lr=3e-3, loss="bce_dice", out_dir=tmp_path,
+                                       patience=10)
+    assert list(history.columns) == T.HISTORY_COLUMNS
+    assert history["epoch"].tolist() == [1, 2, 3, 4] and (history["seconds"] > 0).all()
+    best = history["val_dice"].max()
+    assert best > 0.7, history.to_string()
+    # the best epoch's weights are the ones restored, and written to out_dir
+    restored = float(T.dice_coefficient(masks[48:, ..., None], model.predict(images[48:, ..., None], verbose=0)))
+    assert restored == pytest.approx(best, abs=1e-4)
+    again = T.unet(SIZE, depth=2, width=8, batch_norm=False)
+    again.load_weights(tmp_path / T.BEST_WEIGHTS)
+    np.testing.assert_allclose(again.predict(images[48:, ..., None], verbose=0),
+                               model.predict(images[48:, ..., None], verbose=0), atol=1e-6)
+    pred = T.predict_masks(model, images[48:])
+    assert pred.shape == (16, SIZE, SIZE) and pred.dtype == bool
+
+
+def test_early_stopping_and_fcn_trains():
+    keras.utils.set_random_seed(0)
+    images, masks = discs(16)
+    ds = T.make_pipeline(as_dataset(images, masks), batch_size=8, augment=False, shuffle=False)
+    model, history = T.train_segmenter(T.fcn_baseline(SIZE, n_filters=4), ds, ds, epochs=10, lr=0.0, patience=1)
+    assert len(history) == 2  # lr 0: val_dice never improves after epoch 1, patience 1 stops after epoch 2
+    assert history["val_dice"].nunique() == 1
+
+
+def test_train_segmenter_rejects_unknown_loss():
+    ds = as_dataset(*discs(2)).batch(2)
+    with pytest.raises(ValueError, match="bce_dice"):
+        T.train_segmenter(T.fcn_baseline(SIZE, 4), ds, ds, epochs=1, loss="focal")
+
+
+def test_predict_masks_thresholds_probabilities():
+    inputs = keras.Input((4, 4, 1))
+    identity = keras.Model(inputs, keras.layers.Activation("linear")(inputs))  # "probability" = pixel value
+    images = np.array([[[0.1, 0.6, 0.5, 0.9]] * 4, [[0.0] * 4] * 4], np.float32)
+    got = T.predict_masks(identity, images, batch_size=1)
+    np.testing.assert_array_equal(got, images > 0.5)  # 0.5 itself is not above the threshold
+    np.testing.assert_array_equal(T.predict_masks(identity, images, threshold=0.05), images > 0.05)
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        T.predict_masks(identity, images[..., None])

@@ -56,6 +56,7 @@ with warnings.catch_warnings():
 from helpers.config import is_headless
 from helpers.errors import WeightsUnavailable
 from helpers.metrics import confusion, roc_auc
+from helpers.train_torch import batched_outputs
 
 #: Architectures :func:`make_learner`, :func:`make_model` and :func:`make_encoder` know by name: a small CNN for
 #: CPUs (:func:`small_cnn_body`) and torchvision ResNets.
@@ -478,18 +479,8 @@ def interpretation(learner: Learner, k: int = 9) -> tuple[pd.DataFrame, pd.DataF
 
 def predict_proba(model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Probability of class 1 (softmax of 2 logits) for greyscale images (N, H, W); model's device, eval mode."""
-    x = _grey_float(images)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(x), int(batch_size)):
-                logits = model(_normalise(x[i:i + int(batch_size)].to(device)))
-                out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
-    finally:
-        model.train(was_training)
+    out = batched_outputs(model, _grey_float(images), batch_size, prepare=_normalise,
+                          head=lambda logits: torch.softmax(logits.float(), dim=1)[:, 1])
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 

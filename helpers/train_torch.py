@@ -721,6 +721,29 @@ def _both_classes(y: np.ndarray) -> bool:
 # --- Using a trained model ---------------------------------------------------------------------------
 
 
+def batched_outputs(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    head: Callable[[torch.Tensor], torch.Tensor],
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
+    """``head(model(prepare(batch)))`` for consecutive batches of ``x``, on the model's device in eval mode without
+    gradients, returned on the CPU; the model's train/eval mode is restored afterwards."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(x), int(batch_size)):
+                batch = x[i:i + int(batch_size)].to(device)
+                out.append(head(model(prepare(batch) if prepare else batch)).cpu())
+    finally:
+        model.train(was_training)
+    return out
+
+
 def predict(
     model: nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256, device: str | None = None
 ) -> np.ndarray:
@@ -733,15 +756,7 @@ def predict(
     if device is None:
         device = str(next(model.parameters()).device)
     model.to(device)
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(x), int(batch_size)):
-                out.append(torch.sigmoid(model(x[i:i + batch_size].to(device)).float()).cpu())
-    finally:
-        model.train(was_training)
+    out = batched_outputs(model, x, batch_size, head=lambda logits: torch.sigmoid(logits.float()))
     probs = torch.cat(out).numpy() if out else np.zeros((0, 1), dtype=np.float32)
     return probs[:, 0] if probs.shape[1] == 1 else probs
 
@@ -878,7 +893,7 @@ if __name__ == "__main__":
 
 
 __all__ = [
-    "HISTORY_COLUMNS", "MODELS", "MODEL_ARTIFACT", "SCHEDULES", "ArrayDataset", "EnsureSize", "Normalize",
+    "HISTORY_COLUMNS", "MODELS", "MODEL_ARTIFACT", "SCHEDULES", "ArrayDataset", "EnsureSize", "batched_outputs", "Normalize",
     "RandomAffine", "RandomBrightnessContrast", "TrainConfig", "TrainResult", "build_model", "count_parameters",
     "eval_transforms", "label_aucs", "load_checkpoint", "load_images", "load_model_from_run", "log_model", "macro_auc",
     "main", "predict", "resize_image", "save_checkpoint", "small_cnn", "to_device", "torchvision_model", "train",

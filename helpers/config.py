@@ -94,7 +94,7 @@ def on_colab() -> bool:
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> list[str]:
-    """Seed random, numpy, and torch / TensorFlow if the caller has imported them; return what was seeded.
+    """Seed random, numpy, and torch / TensorFlow / Keras if the caller has imported them; return what was seeded.
 
     Frameworks are seeded only when already in ``sys.modules``: seeding must not drag a heavy
     framework into a process that does not use it. Call this after importing your framework.
@@ -120,6 +120,9 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> list[str]:
         if deterministic:
             tf.config.experimental.enable_op_determinism()
         seeded.append("tensorflow")
+    if "keras" in sys.modules:  # Keras 3 draws weight initialisation from its own global seed
+        sys.modules["keras"].utils.set_random_seed(seed)
+        seeded.append("keras")
     return seeded
 
 

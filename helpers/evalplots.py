@@ -158,3 +158,28 @@ def plot_history(history: pd.DataFrame):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_runs(histories: Mapping[str, pd.DataFrame], columns: Sequence[str] = ("loss", "val_dice"), x: str = "epoch"):
+    """One panel per history column (e.g. training loss, validation Dice) with one line per run, to compare runs
+    trained on the same data: against ``x = "epoch"``, or ``"seconds"`` (cumulative wall time, from the per-epoch
+    ``seconds`` column) to compare runs of different speed on the same time budget; return the Figure."""
+    if not histories:
+        raise ValueError("give at least one run: {name: history DataFrame}.")
+    if x not in ("epoch", "seconds"):
+        raise ValueError(f"x must be 'epoch' or 'seconds', got {x!r}.")
+    for name, history in histories.items():
+        missing = [c for c in (x, *columns) if c not in history.columns]
+        if missing:
+            raise ValueError(f"run {name!r} has no column(s) {missing}; its columns: {list(history.columns)}.")
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(columns), figsize=FIGSIZE["wide"], squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        for name, history in histories.items():
+            xs = history[x].to_numpy(dtype=float)
+            xs = np.cumsum(xs) if x == "seconds" else xs
+            ax.plot(xs, history[column].to_numpy(dtype=float), marker="o", markersize=2, label=name)
+        ax.set(xlabel="epoch" if x == "epoch" else "training time (s)", ylabel=column, title=column.replace("_", " "))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -213,6 +213,19 @@ def unet(size: int, depth: int = 4, width: int = 16, batch_norm: bool = True) ->
     return keras.Model(inputs, outputs, name=f"unet_d{depth}_w{width}")
 
 
+#: Model names :func:`build_model` knows.
+MODELS = ("fcn", "unet")
+
+
+def build_model(name: str, size: int, depth: int = 4, width: int = 16, batch_norm: bool = True) -> keras.Model:
+    """``"fcn"`` (:func:`fcn_baseline`, ``width`` x 2 filters as the lab's 32) or ``"unet"`` (:func:`unet`)."""
+    if name == "fcn":
+        return fcn_baseline(size, n_filters=2 * width)
+    if name == "unet":
+        return unet(size, depth=depth, width=width, batch_norm=batch_norm)
+    raise ValueError(f"model must be one of {MODELS}, got {name!r}.")
+
+
 # --- Losses and metrics ------------------------------------------------------------------------------
 
 
@@ -243,9 +256,23 @@ def bce_dice_loss(y_true: Any, y_pred: Any) -> Any:
     return bce + dice_loss(y_true, y_pred)
 
 
-def dice_metric() -> keras.metrics.Metric:
-    """A Keras metric named ``dice``: the mean of per-image Dice over every image seen (not a mean of batch means)."""
-    return keras.metrics.MeanMetricWrapper(dice_per_image, name="dice")
+def hard_dice_per_image(y_true: Any, y_pred: Any, threshold: float = 0.5) -> Any:
+    """Dice of each image (B,) after thresholding the probabilities (> ``threshold``): 2|A∩B| / (|A| + |B|), and 1
+    where both masks are empty; the number :func:`helpers.segmentation.dice` gives for the same masks."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    pred = ops.cast(y_pred > threshold, y_pred.dtype)
+    truth = ops.cast(ops.cast(y_true, y_pred.dtype) > 0.5, y_pred.dtype)
+    axes = tuple(range(1, len(y_pred.shape)))
+    intersection = ops.sum(truth * pred, axis=axes)
+    total = ops.sum(truth, axis=axes) + ops.sum(pred, axis=axes)
+    return ops.where(total > 0, 2.0 * intersection / ops.maximum(total, 1.0), ops.ones_like(total))
+
+
+def dice_metric(threshold: float = 0.5) -> keras.metrics.Metric:
+    """A Keras metric named ``dice``: per-image Dice of the masks thresholded at ``threshold`` (what is reported
+    and what :func:`predict_masks` returns; the soft Dice of the loss lags far behind while probabilities are
+    unsure), averaged over every image seen (not a mean of batch means)."""
+    return keras.metrics.MeanMetricWrapper(hard_dice_per_image, name="dice", threshold=threshold)
 
 
 # --- Training ----------------------------------------------------------------------------------------
@@ -315,8 +342,128 @@ def predict_masks(model: keras.Model, images: np.ndarray, batch_size: int = 16, 
     return np.asarray(probs)[..., 0] > threshold
 
 
+# --- Training from a folder (the Azure ML job's entry point) ---------------------------------------
+
+#: TFRecord file names :func:`train_from_folder` looks for (as the lesson writes them).
+TFRECORD_FILES = {"train": "train.tfrecord", "val": "val.tfrecord"}
+
+
+def folder_datasets(
+    data: str | Path, image_size: int = 128, seed: int = 0
+) -> tuple[tf.data.Dataset, tf.data.Dataset, dict[str, int]]:
+    """(train, val) unbatched (image, mask) datasets and their slice counts from ``data``: a folder holding
+    ``train.tfrecord`` and ``val.tfrecord``, or a Sunnybrook-layout folder (real, or written by make_cardiac_mr),
+    split 70/15/15 by patient (the test patients are left out)."""
+    from helpers.datasets.real import load_sunnybrook
+    from helpers.datasets.splits import patient_split
+    from helpers.segmentation import cardiac_arrays
+
+    folder = Path(data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; give a Sunnybrook-layout folder or one holding "
+                                f"{' and '.join(TFRECORD_FILES.values())}.")
+    records = {split: folder / name for split, name in TFRECORD_FILES.items()}
+    if all(p.is_file() for p in records.values()):
+        sets = {split: read_tfrecord(p) for split, p in records.items()}
+        counts = {split: int(ds.reduce(0, lambda n, _: n + 1)) for split, ds in sets.items()}
+        return sets["train"], sets["val"], counts
+    table = patient_split(load_sunnybrook(folder), (0.7, 0.15, 0.15), seed=seed)
+    images, masks, _ = cardiac_arrays(table, size=image_size)
+    split = table.loc[table["inner_contour"].notna(), "split"].to_numpy()
+    sets, counts = {}, {}
+    for name in ("train", "val"):
+        rows = split == name
+        pairs = (images[rows][..., None], masks[rows][..., None].astype("float32"))
+        sets[name] = tf.data.Dataset.from_tensor_slices(pairs)
+        counts[name] = int(rows.sum())
+    return sets["train"], sets["val"], counts
+
+
+def train_from_folder(
+    data: str | Path, out_dir: str | Path, model: str = "unet", loss: str = "bce_dice", epochs: int = 20,
+    image_size: int = 128, depth: int = 4, width: int = 16, batch_norm: bool = True, batch_size: int = 8,
+    lr: float = 1e-3, patience: int | None = None, seed: int = 0,
+) -> tuple[keras.Model, pd.DataFrame]:
+    """Seed Keras, build ``model``, train it on :func:`folder_datasets` (augmented training pipeline), keep the best
+    validation-Dice weights in ``out_dir`` and return (model, history); logs to MLflow when a run is active."""
+    keras.utils.set_random_seed(seed)
+    train_ds, val_ds, counts = folder_datasets(data, image_size=image_size, seed=seed)
+    size = int(next(iter(train_ds.take(1)))[0].shape[0])
+    network = build_model(model, size, depth=depth, width=width, batch_norm=batch_norm)
+    network, history = train_segmenter(
+        network, make_pipeline(train_ds, batch_size=batch_size, seed=seed),
+        make_pipeline(val_ds, batch_size=batch_size, augment=False, shuffle=False),
+        epochs=epochs, lr=lr, loss=loss, out_dir=out_dir, patience=patience,
+    )
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        from helpers import tracking
+
+        tracking.log_config({"model": model, "loss": loss, "epochs": epochs, "image_size": size, "depth": depth,
+                             "width": width, "batch_norm": batch_norm, "batch_size": batch_size, "lr": lr,
+                             "seed": seed, "train_slices": counts["train"], "val_slices": counts["val"]})
+        tracking.log_history(history)
+        tracking.log_metrics({"best_val_dice": float(history["val_dice"].max())})
+        tracking.log_artifact(Path(out_dir) / BEST_WEIGHTS)
+    return network, history
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.train_tf --data FOLDER [--model unet] [--loss bce_dice] ...``: train a segmenter.
+
+    On Azure ML the job sets MLflow's tracking URI and run, so ``val_dice`` per epoch and the best weights land
+    in the workspace; elsewhere they go to the local store of :func:`helpers.tracking.tracking_uri`. Prints one
+    JSON line with the best epoch and validation Dice.
+    """
+    import argparse
+    import json
+
+    import mlflow
+
+    parser = argparse.ArgumentParser(prog="python -m helpers.train_tf", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="Sunnybrook-layout folder, or one with train/val.tfrecord")
+    parser.add_argument("--model", default="unet", choices=MODELS)
+    parser.add_argument("--loss", default="bce_dice", choices=LOSSES)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--image-size", type=int, default=128, help="pixels (Sunnybrook folders are resampled)")
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--no-batch-norm", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="outputs", help="folder for best.weights.h5")
+    parser.add_argument("--experiment", default="sunnybrook-lv")
+    args = parser.parse_args(argv)
+    if "MLFLOW_TRACKING_URI" not in os.environ:  # not on Azure ML: the local store
+        from helpers.tracking import tracking_uri
+
+        mlflow.set_tracking_uri(tracking_uri())
+        mlflow.set_experiment(args.experiment)
+    with mlflow.start_run():
+        _, history = train_from_folder(
+            args.data, args.out, model=args.model, loss=args.loss, epochs=args.epochs, image_size=args.image_size,
+            depth=args.depth, width=args.width, batch_norm=not args.no_batch_norm, batch_size=args.batch_size,
+            lr=args.lr, patience=args.patience, seed=args.seed,
+        )
+        run_id = mlflow.active_run().info.run_id
+    best = int(history["val_dice"].idxmax())
+    print(json.dumps({"run_id": run_id, "best_epoch": int(history["epoch"][best]),
+                      "val_dice": round(float(history["val_dice"][best]), 4), "epochs_run": len(history),
+                      "seconds": round(float(history["seconds"].sum()), 1)}))
+    return 0
+
+
+
 __all__ = [
-    "BEST_WEIGHTS", "HISTORY_COLUMNS", "LOSSES", "augment_pair", "bce_dice_loss", "dice_coefficient", "dice_loss",
-    "dice_metric", "dice_per_image", "fcn_baseline", "make_pipeline", "predict_masks", "read_tfrecord",
-    "train_segmenter", "unet", "write_tfrecord",
+    "BEST_WEIGHTS", "HISTORY_COLUMNS", "LOSSES", "MODELS", "TFRECORD_FILES", "augment_pair", "bce_dice_loss",
+    "build_model", "dice_coefficient", "dice_loss", "dice_metric", "dice_per_image", "fcn_baseline",
+    "folder_datasets", "hard_dice_per_image", "main", "make_pipeline", "predict_masks", "read_tfrecord",
+    "train_from_folder", "train_segmenter", "unet", "write_tfrecord",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,7 +6,7 @@ shows a returned figure; scripts save it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -14,6 +14,8 @@ import numpy as np
 FIGSIZE = {"single": (4.0, 4.0), "wide": (10.0, 3.5), "grid": (10.0, 8.0)}
 #: Colour for masks and lesions drawn over greyscale images.
 OVERLAY_COLOR = (1.0, 0.15, 0.15)
+#: Line colours of :func:`outline_grid`, in the order the outlines are named (e.g. truth green, prediction red).
+OUTLINE_COLORS = ("#2ca02c", "#d62728", "#ffbf00", "#1f77b4")
 
 
 def _plt():
@@ -89,6 +91,35 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
         show_image(images[i], title=titles[i] if titles else "", win=wins[i] if wins is not None else win,
                    mask=mask, ax=ax)
     fig.tight_layout()
+    return fig
+
+
+def outline_grid(images: Sequence[np.ndarray], outlines: Sequence[Mapping[str, np.ndarray]],
+                 titles: Sequence[str] | None = None, ncols: int = 4, panel_size: float = 2.5):
+    """Draw percentile-scaled images with named outlines, each a contour (K, 2) of x, y pixel points (as in
+    Sunnybrook's files) or a mask (H, W) whose boundary is traced; colours follow the names; return the Figure."""
+    if len(outlines) != len(images):
+        raise ValueError(f"give one outline mapping per image: {len(images)} images, {len(outlines)} mappings.")
+    fig = image_grid(images, titles=titles, ncols=ncols, panel_size=panel_size)
+    names = list(dict.fromkeys(name for item in outlines for name in item))
+    colors = {name: OUTLINE_COLORS[i % len(OUTLINE_COLORS)] for i, name in enumerate(names)}
+    for ax, item, image in zip(fig.axes, outlines, images):
+        for name, shape in item.items():
+            shape = np.asarray(shape)
+            if shape.ndim == 2 and shape.shape[1] == 2 and shape.shape != np.shape(image):
+                closed = np.vstack([shape, shape[:1]])
+                ax.plot(closed[:, 0], closed[:, 1], color=colors[name], linewidth=1.0)
+            elif shape.shape == np.shape(image):
+                if shape.any():
+                    ax.contour(shape.astype(float), levels=[0.5], colors=[colors[name]], linewidths=1.0)
+            else:
+                raise ValueError(
+                    f"outline {name!r} has shape {shape.shape}: give (K, 2) points or an {np.shape(image)} mask."
+                )
+    handles = [_plt().Line2D([], [], color=colors[n], label=n) for n in names]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9,
+                   bbox_to_anchor=(0.5, -0.02))
     return fig
 
 

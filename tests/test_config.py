@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import subprocess
@@ -70,6 +71,18 @@ def test_seed_everything_seeds_torch_when_imported():
     a = torch.rand(3)
     config.seed_everything(7)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_seed_everything_seeds_keras_weight_initialisation_in_a_fresh_process():
+    pytest.importorskip("keras")
+    code = ("import torch, keras, helpers; import numpy as np; kernels = []\n"
+            "for _ in range(2):\n"
+            "    seeded = helpers.seed_everything(3); layer = keras.layers.Dense(2); layer.build((None, 4))\n"
+            "    kernels.append(layer.kernel.numpy())\n"
+            "print('keras' in seeded, bool(np.array_equal(*kernels)))")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip().splitlines()[-1] == "True True"
 
 
 def test_get_device_on_cpu_machine_and_bad_preference():

@@ -304,3 +304,23 @@ def test_plot_history_marks_the_best_epoch():
     assert len(losses_only.axes) == 1 and "best epoch 3 (val loss 0.550)" in _legend_texts(losses_only.axes[0])
     with pytest.raises(ValueError, match="'epoch' column"):
         evalplots.plot_history(history.drop(columns="epoch"))
+
+
+def test_plot_runs_draws_one_line_per_run_in_each_panel():
+    a = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.9, 0.5, 0.4], "val_dice": [0.2, 0.6, 0.7]})
+    b = pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.8], "val_dice": [0.1, 0.3]})
+    fig = evalplots.plot_runs({"unet": a, "fcn": b})
+    assert len(fig.axes) == 2
+    assert _legend_texts(fig.axes[1]) == ["unet", "fcn"]
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), [0.2, 0.6, 0.7])
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_xdata(), [1, 2])
+    a["seconds"], b["seconds"] = [2.0, 1.0, 1.0], [0.5, 0.5]
+    timed = evalplots.plot_runs({"unet": a, "fcn": b}, x="seconds")
+    np.testing.assert_allclose(timed.axes[0].lines[0].get_xdata(), [2.0, 3.0, 4.0])  # cumulative seconds
+    assert timed.axes[0].get_xlabel() == "training time (s)"
+    with pytest.raises(ValueError, match="val_dice"):
+        evalplots.plot_runs({"bad": a.drop(columns="val_dice")})
+    with pytest.raises(ValueError, match="'epoch' or 'seconds'"):
+        evalplots.plot_runs({"unet": a}, x="step")
+    with pytest.raises(ValueError, match="at least one run"):
+        evalplots.plot_runs({})

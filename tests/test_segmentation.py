@@ -16,9 +16,11 @@ from helpers.segmentation import (
     dice,
     hausdorff95,
     iou,
+    largest_component,
     normalise_percentile,
     per_slice_scores,
     read_seg,
+    resize_mask,
     summarize_scores,
     write_seg,
 )
@@ -140,6 +142,31 @@ def cardiac(tmp_path_factory):
     from helpers.datasets.generated import make_cardiac_mr
 
     return make_cardiac_mr(tmp_path_factory.mktemp("cardiac"), n_patients=1, slices_per_patient=3, size=64)
+
+
+def test_largest_component_drops_stray_blobs():
+    m = square(4, 4, side=6)  # 36 px
+    m[20:22, 20:22] = True  # a 4 px blob far away
+    m[10, 10] = True  # touches the square (rows and columns 4-9) only diagonally: 8-connected, so it stays
+    kept = largest_component(m)
+    assert kept.sum() == 37 and not kept[20:22, 20:22].any() and kept[10, 10]
+    assert hausdorff95(kept, square(4, 4, side=6)) < hausdorff95(m, square(4, 4, side=6))
+    stack = largest_component(np.stack([m, np.zeros_like(m)]))
+    assert stack.shape == (2, 32, 32) and stack[0].sum() == 37 and not stack[1].any()  # empty stays empty
+    with pytest.raises(MaskError, match="2D mask"):
+        largest_component(np.zeros((2, 2, 2, 2), bool))
+
+
+def test_resize_mask_up_and_down():
+    small = np.zeros((4, 4), bool)
+    small[1:3, 1:3] = True  # a 2x2 square in a 4x4 mask
+    big = resize_mask(small, (8, 8))
+    assert big.dtype == bool and big.shape == (8, 8)
+    assert big.sum() == 16 and big[2:6, 2:6].all()  # the square doubles in each direction, centred
+    assert dice(resize_mask(big, (4, 4)), small) == 1.0
+    np.testing.assert_array_equal(resize_mask(small.astype(np.uint8), (4, 4)), small)  # same shape: a copy
+    with pytest.raises(MaskError):
+        resize_mask(np.full((4, 4), 0.5), (8, 8))
 
 
 def test_cardiac_arrays_from_generated_manifest(cardiac):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers.datasets.splits import (
+    named_split,
     assert_no_patient_leak,
     patient_kfold,
     patient_split,
@@ -112,6 +113,19 @@ def test_kfold_whole_patients_balanced_folds():
         patient_kfold(df, k=1)
     with pytest.raises(ValueError, match="k must be"):
         patient_kfold(_table(3), k=4)
+
+
+def test_named_split_holds_out_the_named_patients():
+    df = pd.DataFrame({"patient_id": ["A", "A", "B", "C", "C", "D"], "x": range(6)})
+    out = named_split(df, test=["D"], val=["B"])
+    assert out["split"].tolist() == ["train", "train", "val", "train", "train", "test"]
+    assert "split" not in df.columns  # a copy
+    with pytest.raises(ValueError, match="not in the table"):
+        named_split(df, test=["Z"])
+    with pytest.raises(PatientLeakError, match="both test and val"):
+        named_split(df, test=["A"], val=["A"])
+    with pytest.raises(ValueError, match="at least one"):
+        named_split(df, test=["A", "B"], val=["C", "D"])
 
 
 def test_leak_check_names_patients_and_splits():

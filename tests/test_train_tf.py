@@ -12,6 +12,7 @@ import torch  # noqa: F401  (project hazard: torch before TensorFlow in one proc
 import numpy as np
 import pytest
 
+from helpers import segmentation as seg
 from helpers import train_tf as T
 
 import keras  # noqa: E402  (after helpers.train_tf, which quiets TensorFlow's C++ log first)
@@ -163,11 +164,24 @@ def test_dice_hand_computed():
     assert float(T.bce_dice_loss(y_true[:1], half)) == pytest.approx(math.log(2) + 0.4, abs=1e-5)
 
 
+def test_hard_dice_thresholds_and_defines_empty_masks():
+    y_true = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 0]], [[1, 0], [0, 0]]], np.float32)[..., None]
+    y_pred = np.array([[[0.9, 0.4], [0.6, 0.1]], [[0.2, 0.0], [0.5, 0.3]], [[0.1, 0.2], [0.3, 0.4]]], np.float32)[..., None]
+    # image 1: prediction {(0,0), (1,0)} vs truth {(0,0), (0,1)}: 2*1 / (2 + 2) = 0.5; image 2: both empty
+    # (0.5 is not > 0.5) -> 1; image 3: nothing predicted, one pixel true -> 0
+    got = np.asarray(T.hard_dice_per_image(y_true, y_pred))
+    np.testing.assert_allclose(got, [0.5, 1.0, 0.0])
+    expected = [seg.dice(p[..., 0] > 0.5, t[..., 0] > 0) for p, t in zip(y_pred, y_true)]
+    np.testing.assert_allclose(got, expected)
+
+
 def test_dice_metric_averages_images_not_batches():
     metric = T.dice_metric()
     metric.update_state(np.zeros((1, 2, 2, 1), np.float32), np.zeros((1, 2, 2, 1), np.float32))  # 1 image, Dice 1
-    metric.update_state(np.ones((3, 2, 2, 1), np.float32), np.zeros((3, 2, 2, 1), np.float32))  # 3 x (1 / 5)
-    assert float(metric.result()) == pytest.approx((1.0 + 3 * 0.2) / 4)  # not (1 + 0.2) / 2
+    half = np.zeros((3, 2, 2, 1), np.float32)
+    half[:, 0, :] = 0.9  # top row predicted, whole image true: 2*2 / (4 + 2) = 2/3 each
+    metric.update_state(np.ones((3, 2, 2, 1), np.float32), half)
+    assert float(metric.result()) == pytest.approx((1.0 + 3 * 2 / 3) / 4)  # not (1 + 2/3) / 2
     assert metric.name == "dice"
 
 
@@ -188,7 +202,7 @@ def test_small_unet_learns_discs(tmp_path, seed):
     best = history["val_dice"].max()
     assert best > 0.7, history.to_string()
     # the best epoch's weights are the ones restored, and written to out_dir
-    restored = float(T.dice_coefficient(masks[48:, ..., None], model.predict(images[48:, ..., None], verbose=0)))
+    restored = np.mean(T.hard_dice_per_image(masks[48:, ..., None], model.predict(images[48:, ..., None], verbose=0)))
     assert restored == pytest.approx(best, abs=1e-4)
     again = T.unet(SIZE, depth=2, width=8, batch_norm=False)
     again.load_weights(tmp_path / T.BEST_WEIGHTS)
@@ -222,3 +236,77 @@ def test_predict_masks_thresholds_probabilities():
     np.testing.assert_array_equal(T.predict_masks(identity, images, threshold=0.05), images > 0.05)
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         T.predict_masks(identity, images[..., None])
+
+
+# --- Training from a folder: the Azure ML job's entry point -----------------------------------------
+
+
+def test_build_model_names_the_two_models():
+    assert T.build_model("fcn", SIZE, width=2).name == "fcn_baseline"
+    assert T.build_model("unet", SIZE, depth=2, width=4).name == "unet_d2_w4"
+    with pytest.raises(ValueError, match="fcn"):
+        T.build_model("segformer", SIZE)
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A fresh local MLflow store under a temporary data dir; no URI override."""
+    import mlflow
+
+    from helpers import tracking
+
+    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(tracking.ALLOW_FILE_STORE_ENV, "true")
+    monkeypatch.chdir(tmp_path)
+    yield tracking.tracking_uri("local")
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def test_folder_datasets_read_a_sunnybrook_layout_folder_split_by_patient(tmp_path):
+    from helpers.datasets.generated import make_cardiac_mr
+
+    table = make_cardiac_mr(tmp_path / "scd", n_patients=8, slices_per_patient=3, size=64, seed=0)
+    train, val, counts = T.folder_datasets(tmp_path / "scd", image_size=SIZE, seed=0)
+    # 8 patients, 70/15/15 by patient: counts are whole patients' 3 slices, none in both, test left out
+    assert counts["train"] % 3 == 0 and counts["val"] % 3 == 0 and counts["train"] + counts["val"] < len(table)
+    pairs = list(train)
+    assert len(pairs) == counts["train"] and len(list(val)) == counts["val"]
+    image, mask = pairs[0]
+    assert image.shape == (SIZE, SIZE, 1) and set(np.unique(mask.numpy())) == {0.0, 1.0}
+    assert 0.0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 1.0
+
+
+def test_folder_datasets_prefer_the_lessons_tfrecords(tmp_path):
+    images, masks = discs(5)
+    T.write_tfrecord(tmp_path / "train.tfrecord", images[:3], masks[:3])
+    T.write_tfrecord(tmp_path / "val.tfrecord", images[3:], masks[3:])
+    train, val, counts = T.folder_datasets(tmp_path)
+    assert counts == {"train": 3, "val": 2}
+    np.testing.assert_array_equal(next(iter(val))[0].numpy()[..., 0], images[3])
+    with pytest.raises(FileNotFoundError, match="Sunnybrook"):
+        T.folder_datasets(tmp_path / "missing")
+
+
+def test_command_line_trains_from_a_folder_and_logs_the_run(tmp_path, mlflow_store, capsys):
+    """What the Azure ML command job runs: a data folder in, best weights and an MLflow run out, one JSON line."""
+    import json
+
+    import mlflow
+
+    images, masks = discs(24)
+    T.write_tfrecord(tmp_path / "asset" / "train.tfrecord", images[:16], masks[:16])
+    T.write_tfrecord(tmp_path / "asset" / "val.tfrecord", images[16:], masks[16:])
+    assert T.main(["--data", str(tmp_path / "asset"), "--model", "unet", "--depth", "2", "--width", "4",
+                   "--no-batch-norm", "--epochs", "2", "--lr", "3e-3", "--out", str(tmp_path / "out"),
+                   "--experiment", "cli-test"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs_run"] == 2 and 0.0 <= summary["val_dice"] <= 1.0 and summary["best_epoch"] in (1, 2)
+    run = mlflow.MlflowClient(mlflow_store).get_run(summary["run_id"])
+    assert run.data.params["model"] == "unet" and run.data.params["batch_norm"] == "False"
+    assert run.data.metrics["best_val_dice"] == pytest.approx(summary["val_dice"], abs=1e-4)
+    assert len(mlflow.MlflowClient(mlflow_store).get_metric_history(summary["run_id"], "val_dice")) == 2
+    assert (tmp_path / "out" / T.BEST_WEIGHTS).is_file()
+    with pytest.raises(SystemExit):
+        T.main(["--model", "unet"])  # --data is required: argparse says so and exits

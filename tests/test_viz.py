@@ -47,6 +47,26 @@ def test_image_grid_applies_one_window_per_panel():
     np.testing.assert_allclose(second, [[0.0, 0.04], [0.08, 1.0]])
 
 
+def test_outline_grid_draws_contour_points_and_mask_boundaries():
+    image = np.zeros((16, 16))
+    square = np.array([[4, 4], [11, 4], [11, 11], [4, 11]], dtype=float)  # x, y points, as in Sunnybrook files
+    mask = np.zeros((16, 16), bool)
+    mask[6:10, 6:10] = True
+    fig = viz.outline_grid([image, image], [{"truth": square, "prediction": mask}, {"truth": square}], ncols=2)
+    first, second = fig.axes[:2]
+    line = first.lines[0]
+    np.testing.assert_array_equal(line.get_xdata(), [4, 11, 11, 4, 4])  # closed polygon
+    np.testing.assert_array_equal(line.get_ydata(), [4, 4, 11, 11, 4])
+    assert len(first.collections) == 1 and len(second.lines) == 1 and not second.collections  # the mask's trace
+    assert line.get_color() == viz.OUTLINE_COLORS[0]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["truth", "prediction"]
+    with pytest.raises(ValueError, match="one outline mapping per image"):
+        viz.outline_grid([image], [])
+    with pytest.raises(ValueError, match="shape"):
+        viz.outline_grid([image], [{"bad": np.zeros((3, 3))}])
+
+
 def test_window_explorer_is_static_when_headless(monkeypatch):
     monkeypatch.setenv("MEDIMG_HEADLESS", "1")
     presets = {"brain": (40, 80), "bone": (400, 1800)}

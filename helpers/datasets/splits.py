@@ -140,6 +140,32 @@ def patient_kfold(
     return out
 
 
+def named_split(
+    df: pd.DataFrame,
+    test: Sequence,
+    val: Sequence = (),
+    patient_col: str = "patient_id",
+    split_col: str = "split",
+) -> pd.DataFrame:
+    """A copy of ``df`` with the ``test`` patients in ``test``, the ``val`` patients in ``val`` and all others in
+    ``train``: a hold-out chosen by name, for data sets of a handful of patients (e.g. leave one patient out)."""
+    _check_patients(df, patient_col)
+    test, val = [str(p) for p in test], [str(p) for p in val]
+    present = set(map(str, df[patient_col]))
+    unknown = sorted(set(test + val) - present)
+    if unknown:
+        raise ValueError(f"Patient(s) {unknown} are not in the table; its patients: {sorted(present)}.")
+    both = sorted(set(test) & set(val))
+    if both:
+        raise PatientLeakError(f"Patient(s) {both} are named for both test and val; give each patient one split.")
+    if not test or len(set(test) | set(val)) >= len(present):
+        raise ValueError(f"Name at least one test patient and leave at least one of the {len(present)} for training.")
+    ids = df[patient_col].astype(str)
+    out = df.copy()
+    out[split_col] = np.where(ids.isin(test), "test", np.where(ids.isin(val), "val", "train"))
+    return out
+
+
 def assert_no_patient_leak(df: pd.DataFrame, split_col: str = "split", patient_col: str = "patient_id") -> None:
     """Raise PatientLeakError naming the patients found in more than one split (and their splits)."""
     _check_patients(df, patient_col)

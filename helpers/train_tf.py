@@ -11,19 +11,42 @@ been seen to crash; import torch first if a process needs both).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
+
+@contextlib.contextmanager
+def _native_stderr_to_devnull() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: TensorFlow's C++ runtime writes start-up notices (oneDNN, absl) there
+    before TF_CPP_MIN_LOG_LEVEL applies, and a notebook would show them as output. Python errors still raise."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor (some embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+with _native_stderr_to_devnull():
+    import keras
+    import tensorflow as tf
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 #: Losses :func:`train_segmenter` knows.
@@ -332,14 +355,19 @@ def train_segmenter(
 
 
 def predict_masks(model: keras.Model, images: np.ndarray, batch_size: int = 16, threshold: float = 0.5) -> np.ndarray:
-    """Binary masks (N, H, W) bool: the model's probability > ``threshold`` for images (N, H, W)."""
+    """Binary masks (N, H, W) bool: the model's probability > ``threshold`` for images (N, H, W).
+
+    The model is called eagerly, batch by batch (inference mode), rather than through ``model.predict``: that
+    traces a new graph for every model, and after a few models (a notebook comparing four) TensorFlow prints a
+    "retracing" warning that is noise here."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3:
         raise ValueError(f"images must be (N, H, W), got {images.shape}; drop the channel axis with x[..., 0].")
     if len(images) == 0:
         return np.zeros(images.shape, dtype=bool)
-    probs = model.predict(images[..., None], batch_size=batch_size, verbose=0)
-    return np.asarray(probs)[..., 0] > threshold
+    probs = [keras.ops.convert_to_numpy(model(images[start : start + batch_size, ..., None], training=False))
+             for start in range(0, len(images), batch_size)]
+    return np.concatenate(probs)[..., 0] > threshold
 
 
 # --- Training from a folder (the Azure ML job's entry point) ---------------------------------------
@@ -366,6 +394,8 @@ def folder_datasets(
     if all(p.is_file() for p in records.values()):
         sets = {split: read_tfrecord(p) for split, p in records.items()}
         counts = {split: int(ds.reduce(0, lambda n, _: n + 1)) for split, ds in sets.items()}
+        # a TFRecord's length is unknown to tf.data; stating it lets Keras size its epochs without warnings
+        sets = {split: ds.apply(tf.data.experimental.assert_cardinality(counts[split])) for split, ds in sets.items()}
         return sets["train"], sets["val"], counts
     table = patient_split(load_sunnybrook(folder), (0.7, 0.15, 0.15), seed=seed)
     images, masks, _ = cardiac_arrays(table, size=image_size)

@@ -208,8 +208,22 @@ def test_small_unet_learns_discs(tmp_path, seed):
     again.load_weights(tmp_path / T.BEST_WEIGHTS)
     np.testing.assert_allclose(again.predict(images[48:, ..., None], verbose=0),
                                model.predict(images[48:, ..., None], verbose=0), atol=1e-6)
-    pred = T.predict_masks(model, images[48:])
+    pred = T.predict_masks(model, images[48:], batch_size=5)  # batches of 5, 5, 5, 1
     assert pred.shape == (16, SIZE, SIZE) and pred.dtype == bool
+    np.testing.assert_array_equal(pred, model.predict(images[48:, ..., None], verbose=0)[..., 0] > 0.5)
+
+
+def test_predict_masks_uses_inference_mode_batch_norm():
+    """Batch norm must use its moving statistics, so one image's mask does not depend on its batch-mates."""
+    model = T.unet(SIZE, depth=2, width=4, batch_norm=True)
+    images = np.random.default_rng(0).random((6, SIZE, SIZE), dtype=np.float32)
+    probs = model.predict(images[..., None], verbose=0)[..., 0]  # Keras's own inference path
+    t = float(np.median(probs))  # a threshold that splits the pixels in half, so the masks are not trivial
+    alone = np.concatenate([T.predict_masks(model, images[i : i + 1], threshold=t) for i in range(6)])
+    together = T.predict_masks(model, images, batch_size=6, threshold=t)
+    assert 0.3 < together.mean() < 0.7
+    # equal up to pixels whose probability sits within float rounding of t (graph vs eager kernels)
+    assert (together != alone).sum() <= 3 and (together != (probs > t)).sum() <= 3
 
 
 def test_early_stopping_and_fcn_trains():
@@ -284,6 +298,7 @@ def test_folder_datasets_prefer_the_lessons_tfrecords(tmp_path):
     T.write_tfrecord(tmp_path / "val.tfrecord", images[3:], masks[3:])
     train, val, counts = T.folder_datasets(tmp_path)
     assert counts == {"train": 3, "val": 2}
+    assert int(train.cardinality()) == 3 and int(val.cardinality()) == 2  # known, so Keras sizes epochs quietly
     np.testing.assert_array_equal(next(iter(val))[0].numpy()[..., 0], images[3])
     with pytest.raises(FileNotFoundError, match="Sunnybrook"):
         T.folder_datasets(tmp_path / "missing")

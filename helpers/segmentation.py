@@ -362,6 +362,7 @@ def write_seg(
     with warnings.catch_warnings():
         # single-component patient names (e.g. Sunnybrook's "SCD0000101") are legal; highdicom warns anyway
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        _ignore_legacy_uid_warnings()
         seg = hd.seg.Segmentation(
             source_images=[src],
             pixel_array=m,
@@ -380,8 +381,42 @@ def write_seg(
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(path, enforce_file_format=True)
+    with warnings.catch_warnings():
+        _ignore_legacy_uid_warnings()
+        seg.save_as(path, enforce_file_format=True)
     return path
+
+
+def describe_seg(path: str | Path, source: Dataset | str | Path) -> dict[str, Any]:
+    """What a viewer learns from a SEG's header, and whether it points at ``source``: SOP class name, segment label,
+    property meaning, algorithm type and name, whether it references ``source``'s SOP instance, and whether patient
+    and study match."""
+    from helpers.dicom import read_dicom
+
+    src = read_dicom(source, stop_before_pixels=True) if isinstance(source, (str, Path)) else source
+    with warnings.catch_warnings():
+        _ignore_legacy_uid_warnings()
+        ds = read_dicom(path, stop_before_pixels=True)
+        segment = ds.SegmentSequence[0]
+        references = [str(i.ReferencedSOPInstanceUID) for s in ds.get("ReferencedSeriesSequence", [])
+                      for i in s.ReferencedInstanceSequence]
+        algorithm = segment.get("SegmentAlgorithmName", "") or ""
+        return {
+            "sop_class": ds.SOPClassUID.name,
+            "segment": str(segment.SegmentLabel),
+            "meaning": str(segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning),
+            "algorithm_type": str(segment.SegmentAlgorithmType),
+            "algorithm": str(algorithm),
+            "references_source": str(src.SOPInstanceUID) in references,
+            "same_patient_and_study": ds.PatientID == src.PatientID and ds.StudyInstanceUID == src.StudyInstanceUID,
+        }
+
+
+def _ignore_legacy_uid_warnings() -> None:
+    """Inside ``warnings.catch_warnings()``: silence pydicom's "Invalid value for VR UI". Older archives (Sunnybrook's,
+    from 2009) have UID components with leading zeros; a SEG must reference them exactly as they are, so the
+    warning, repeated for every reference, says nothing the user can act on."""
+    warnings.filterwarnings("ignore", message="Invalid value for VR UI")
 
 
 def read_seg(path: str | Path) -> np.ndarray:
@@ -393,8 +428,10 @@ def read_seg(path: str | Path) -> np.ndarray:
     ds = read_dicom(path)
     if str(ds.get("SOPClassUID", "")) != "1.2.840.10008.5.1.4.1.1.66.4":
         raise MaskError(f"{path} is not a DICOM Segmentation (SOP class {ds.get('SOPClassUID')}).")
-    seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
-    sources = seg.get_source_image_uids()
+    with warnings.catch_warnings():
+        _ignore_legacy_uid_warnings()
+        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
+        sources = seg.get_source_image_uids()
     if len(sources) != 1 or seg.number_of_segments != 1:
         raise MaskError(
             f"{path} has {seg.number_of_segments} segment(s) over {len(sources)} source image(s); read_seg takes "
@@ -406,6 +443,6 @@ def read_seg(path: str | Path) -> np.ndarray:
 
 
 __all__ = [
-    "INNER_CONTOUR_COLUMNS", "SCORE_COLUMNS", "as_mask", "cardiac_arrays", "dice", "hausdorff95", "iou", "largest_component",
+    "INNER_CONTOUR_COLUMNS", "SCORE_COLUMNS", "as_mask", "cardiac_arrays", "describe_seg", "dice", "hausdorff95", "iou", "largest_component",
     "normalise_percentile", "per_slice_scores", "read_seg", "resize_mask", "summarize_scores", "surface_distances", "write_seg",
 ]

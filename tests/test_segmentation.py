@@ -13,6 +13,7 @@ from helpers.segmentation import (
     SCORE_COLUMNS,
     as_mask,
     cardiac_arrays,
+    describe_seg,
     dice,
     hausdorff95,
     iou,
@@ -224,6 +225,11 @@ def test_seg_round_trip(cardiac, tmp_path):
     assert ds.StudyInstanceUID == row["study_uid"]
     assert ds.SeriesInstanceUID != row["series_uid"]
     assert ds.SegmentSequence[0].SegmentLabel == "left ventricle"
+    assert describe_seg(out, row["path"]) == {
+        "sop_class": "Segmentation Storage", "segment": "left ventricle", "meaning": "Left ventricle",
+        "algorithm_type": "MANUAL", "algorithm": "", "references_source": True, "same_patient_and_study": True}
+    other = pydicom.dcmread(cardiac.iloc[0]["path"])
+    assert describe_seg(out, other)["references_source"] is False
 
 
 def test_seg_from_dataset_automatic_and_empty(cardiac, tmp_path):
@@ -247,15 +253,21 @@ def test_seg_of_source_with_deidentified_dates(cardiac, tmp_path):
     assert source.StudyDate == "20120000"  # only the copy given to highdicom is cleaned
 
 
-@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # its UIDs have a leading zero; kept so references match
 def test_seg_round_trip_real_sunnybrook(shared_data, tmp_path):
+    import warnings
+
     from helpers.datasets.real import load_sunnybrook, sunnybrook_image_and_mask
 
     table = load_sunnybrook(shared_data("sunnybrook_lv"))
     row = table[table["inner_contour"].notna()].iloc[0]
     _, mask = sunnybrook_image_and_mask(row)
-    out = write_seg(mask, row["path"], tmp_path / "seg.dcm")
-    assert np.array_equal(read_seg(out), mask)
+    # its UIDs have components with a leading zero (invalid, kept so references match): no warning per reference
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = write_seg(mask, row["path"], tmp_path / "seg.dcm", algorithm="U-Net")
+        assert np.array_equal(read_seg(out), mask)
+        about = describe_seg(out, row["path"])
+    assert about["references_source"] and about["same_patient_and_study"] and about["algorithm"] == "U-Net"
     images, masks, spacing = cardiac_arrays(table.head(3), size=128)
     assert images.shape == (3, 128, 128) and masks.any(axis=(1, 2)).all()
     assert spacing[:, 0] == pytest.approx(spacing[:, 1])

@@ -316,6 +316,27 @@ def _hub_weights_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
+def build_torchvision(builder: Callable[..., nn.Module], weights: Any, pretrained: bool, name: str) -> nn.Module:
+    """``builder(weights=...)``, a torchvision constructor, with ``weights`` (an ImageNet weights enum) when
+    ``pretrained``: downloaded once into the torch hub cache and checked against the SHA-256 prefix in their file
+    name. A failed download or a damaged file raises WeightsUnavailable saying where to put a copy by hand."""
+    manual = (f"use pretrained=False, or download {weights.url} on a connected machine and place the file at "
+              f"{_hub_weights_path(weights.url)} (the torch hub cache; set TORCH_HOME to move it).")
+    try:
+        return builder(weights=weights if pretrained else None)
+    except OSError as exc:  # URLError, timeouts, DNS failures: all OSError
+        raise WeightsUnavailable(
+            f"The pretrained {name} weights could not be downloaded ({exc}). You seem to be offline: {manual}"
+        ) from exc
+    except RuntimeError as exc:
+        if "invalid hash value" not in str(exc):
+            raise
+        raise WeightsUnavailable(
+            f"The downloaded {name} weights do not match the SHA-256 prefix in their file name, so they were not "
+            f"kept (a damaged download or a proxy's error page): try again, or {manual}"
+        ) from exc
+
+
 def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     """A copy of ``conv`` taking ``in_channels``; RGB weights are summed (1 channel) or averaged and spread."""
     if conv.in_channels == in_channels:
@@ -348,14 +369,7 @@ def torchvision_model(
     if name not in builders:
         raise ValueError(f"torchvision_model knows {', '.join(builders)}; got {name!r}.")
     builder, weights = builders[name]
-    try:
-        net = builder(weights=weights if pretrained else None)
-    except OSError as exc:  # URLError, timeouts, DNS failures: all OSError
-        raise WeightsUnavailable(
-            f"The pretrained {name} weights could not be downloaded ({exc}). You seem to be offline: use "
-            f"pretrained=False, or download {weights.url} on a connected machine and place the file at "
-            f"{_hub_weights_path(weights.url)} (the torch hub cache; set TORCH_HOME to move it)."
-        ) from exc
+    net = build_torchvision(builder, weights, pretrained, name)
     if name == "resnet18":
         net.conv1 = _adapt_first_conv(net.conv1, in_channels)
         net.fc = nn.Linear(net.fc.in_features, n_outputs)
@@ -894,7 +908,7 @@ if __name__ == "__main__":
 
 __all__ = [
     "HISTORY_COLUMNS", "MODELS", "MODEL_ARTIFACT", "SCHEDULES", "ArrayDataset", "EnsureSize", "batched_outputs", "Normalize",
-    "RandomAffine", "RandomBrightnessContrast", "TrainConfig", "TrainResult", "build_model", "count_parameters",
+    "RandomAffine", "RandomBrightnessContrast", "TrainConfig", "TrainResult", "build_model", "build_torchvision", "count_parameters",
     "eval_transforms", "label_aucs", "load_checkpoint", "load_images", "load_model_from_run", "log_model", "macro_auc",
     "main", "predict", "resize_image", "save_checkpoint", "small_cnn", "to_device", "torchvision_model", "train",
     "train_from_manifest", "train_transforms",

@@ -9,8 +9,11 @@ Modules, by concern (data flows down this list, never up):
 - ``config``, ``errors``: settings, devices, versions; every exception, named for what went wrong.
 - ``dicom``, ``contours``, ``deid``, ``datasets`` (``generated``, ``registry``, ``download``, ``real``,
   ``splits``, ``tasks``), ``knee``: files to arrays and tables.
-- ``train_torch``, ``train_fastai``: training per framework (each imports its own).
-- ``metrics``, ``evalplots``, ``viz``: numbers and figures.
+- ``train_torch``, ``train_fastai``, ``train_tf``, ``segmentation``, ``workshop``: training per framework (each
+  imports its own).
+- ``metrics``, ``evalplots``, ``viz``, ``explain`` (Grad-CAM, captum, sanity and pointing checks): numbers and figures.
+- ``serving`` (request checks, predictor, ONNX, local inference server), ``monitoring`` (input drift),
+  ``modelcard``: using a trained model.
 - ``tracking`` (MLflow), ``azure`` (Azure ML v2 specs), ``nbtools`` (notebook template and runner).
 """
 

@@ -349,6 +349,22 @@ def read_dicom(path: str | Path, stop_before_pixels: bool = False) -> Dataset:
     return ds
 
 
+def read_dicom_bytes(data: bytes, name: str = "upload.dcm") -> Dataset:
+    """A DICOM file received as bytes (an upload, an HTTP request) read with all of :func:`read_dicom`'s checks;
+    messages name the file ``name``. Pixel data stay in memory, so the dataset outlives the temporary file."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="medimg-") as tmp:
+        path = Path(tmp) / (Path(name).name or "upload.dcm")
+        path.write_bytes(data)
+        try:
+            ds = read_dicom(path)
+        except DicomError as exc:
+            raise type(exc)(str(exc).replace(str(path), name)) from None
+    ds.filename = name
+    return ds
+
+
 def _as_dataset(ds_or_path: Dataset | str | Path, stop_before_pixels: bool = False) -> Dataset:
     """The dataset itself, or the file at the path read with :func:`read_dicom`."""
     if isinstance(ds_or_path, Dataset):

@@ -136,3 +136,18 @@ class NoActiveRun(CloudError, RuntimeError):
 
 class ArtifactMissing(CloudError, FileNotFoundError):
     """A tracked run does not hold the artifact asked for (e.g. no logged model): the message says how to log it."""
+
+
+# --- Serving -------------------------------------------------------------------------------------
+
+
+class BadRequest(MedImgError, ValueError):
+    """A scoring request was refused; ``status`` is the HTTP code to answer (400, 413, 415 or 422)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = int(status)
+
+
+class ServerStartError(MedImgError, RuntimeError):
+    """The local inference server did not become ready; the message holds the end of its log."""

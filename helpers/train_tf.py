@@ -236,6 +236,24 @@ def unet(size: int, depth: int = 4, width: int = 16, batch_norm: bool = True) ->
     return keras.Model(inputs, outputs, name=f"unet_d{depth}_w{width}")
 
 
+def small_classifier(size: int, n_outputs: int = 1, width: int = 16, dropout: float = 0.2) -> keras.Model:
+    """The Keras twin of ``train_torch.small_cnn``: 4 x (3x3 conv, batch norm, ReLU, 2x2 max-pool), global average
+    pool, dropout, dense; input (size, size, 1) in [0, 1], outputs ``n_outputs`` logits (use ``from_logits=True``).
+    The last ReLU is named ``features`` (Grad-CAM's layer)."""
+    _check_size(size, 16, "small_classifier")
+    inputs = keras.Input((size, size, 1), name="image")
+    x = inputs
+    for k in range(4):
+        x = layers.Conv2D(width * 2**k, 3, padding="same", use_bias=False, name=f"conv{k}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{k}")(x)
+        x = layers.ReLU(name="features" if k == 3 else f"relu{k}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{k}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(n_outputs, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"small_classifier_w{width}")
+
+
 #: Model names :func:`build_model` knows.
 MODELS = ("fcn", "unet")
 

@@ -69,18 +69,23 @@ def _dicom_unit(path: Path, intensity: str) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
+def pil_unit(img: Any) -> np.ndarray:
+    """An open PIL image as greyscale float32 (H, W) in [0, 1] (16-bit images keep their depth; colour -> luma)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img, dtype=np.float32) / np.float32(65535.0)
+    if img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return np.clip(arr / np.float32(top), 0.0, 1.0)
+    return np.asarray(img.convert("L"), dtype=np.float32) / np.float32(255.0)
+
+
 def _pil_unit(path: Path) -> np.ndarray:
-    """One PNG / JPEG / TIFF image as greyscale float32 (H, W) in [0, 1] (16-bit PNGs keep their depth)."""
+    """One PNG / JPEG / TIFF file as greyscale float32 (H, W) in [0, 1] (:func:`pil_unit`)."""
     from PIL import Image
 
     with Image.open(path) as img:
-        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-            return np.asarray(img, dtype=np.float32) / np.float32(65535.0)
-        if img.mode in ("I", "F"):
-            arr = np.asarray(img, dtype=np.float32)
-            top = 65535.0 if arr.max(initial=0) > 255 else 255.0
-            return np.clip(arr / np.float32(top), 0.0, 1.0)
-        return np.asarray(img.convert("L"), dtype=np.float32) / np.float32(255.0)
+        return pil_unit(img)
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

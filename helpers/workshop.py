@@ -894,16 +894,11 @@ def image_from_bytes(data: bytes, name: str, colour: bool = False, hu_range: tup
     """An uploaded file (PNG, JPEG or DICOM) as the learner's input: RGB uint8 (H, W, 3). DICOM is converted to HU
     and shown in the brain window (colour coded when ``colour``); PNG and JPEG are taken as already windowed
     pictures (colour coding then recovers HU inside the window with :func:`window_to_hu`)."""
-    from helpers.dicom import pixels, read_dicom
+    from helpers.dicom import pixels, read_dicom_bytes
 
     suffix = Path(name).suffix.lower()
     if data[128:132] == b"DICM" or suffix in (".dcm", ".dicom"):
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "upload.dcm"
-            path.write_bytes(data)
-            hu = pixels(read_dicom(path))
+        hu = pixels(read_dicom_bytes(data, name))
         if hu.ndim != 2:
             raise UnsupportedImageError(f"{name}: a single-frame greyscale DICOM is needed, got shape {hu.shape}.")
         return colour_code(hu, hu_range, win) if colour else brain_picture(hu, win)

@@ -647,3 +647,15 @@ def test_unit_image_scales_by_bit_depth_and_inverts_monochrome1(tmp_path):
     signed = write_dicom(tmp_path / "s.dcm", np.array([[-2048, 2047]], dtype=np.int16), modality="CT", patient_id="P",
                          study_uid="1.2.3", series_uid="1.2.3.6", bits_stored=12)
     np.testing.assert_allclose(unit_image(signed), [[0.0, 1.0]], atol=1e-6)
+
+
+def test_read_dicom_bytes_reads_like_a_file_and_names_the_upload(tmp_path):
+    from helpers.dicom import read_dicom_bytes
+
+    path = dicom.write_dicom(tmp_path / "a.dcm", np.arange(64, dtype=np.uint16).reshape(8, 8), modality="DX",
+                             patient_id="P", study_uid="1.2.3", series_uid="1.2.3.4")
+    ds = read_dicom_bytes(path.read_bytes(), "upload.dcm")
+    np.testing.assert_array_equal(dicom.pixels(ds, physical=False), np.arange(64).reshape(8, 8))
+    with pytest.raises(NotDicomError) as info:
+        read_dicom_bytes(path.read_bytes()[:-20], "my-upload.dcm")
+    assert "my-upload.dcm" in str(info.value) and "medimg-" not in str(info.value)

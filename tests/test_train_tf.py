@@ -325,3 +325,12 @@ def test_command_line_trains_from_a_folder_and_logs_the_run(tmp_path, mlflow_sto
     assert (tmp_path / "out" / T.BEST_WEIGHTS).is_file()
     with pytest.raises(SystemExit):
         T.main(["--model", "unet"])  # --data is required: argparse says so and exits
+
+
+def test_small_classifier_mirrors_the_torch_small_cnn():
+    model = T.small_classifier(64, n_outputs=2, width=8)
+    out = model(np.zeros((3, 64, 64, 1), np.float32), training=False)
+    assert tuple(out.shape) == (3, 2)
+    assert model.get_layer("features").output.shape[1:] == (8, 8, 64)  # 64 px halved three times before it
+    with pytest.raises(ValueError, match="divisible by 16"):
+        T.small_classifier(60)

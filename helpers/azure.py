@@ -1,9 +1,9 @@
-"""Azure Machine Learning (SDK v2, ``azure-ai-ml``): workspace configuration, data assets and command jobs.
+"""Azure Machine Learning (SDK v2, ``azure-ai-ml``): workspace configuration, data assets, jobs and online endpoints.
 
-Everything here can be built, dumped to YAML and validated offline; only :func:`get_ml_client` and
-:func:`register_data_asset` talk to Azure, and only when a workspace is configured. The SDK is imported
-inside the functions that need it, so ``import helpers.azure`` is cheap. The v1 SDK (``azureml-core``) is
-out of support and is never used.
+Everything here can be built, dumped to YAML and validated offline; only :func:`get_ml_client`,
+:func:`register_data_asset` and :func:`deploy_online` talk to Azure, and only when a workspace is configured.
+The SDK is imported inside the functions that need it, so ``import helpers.azure`` is cheap. The v1 SDK
+(``azureml-core``) is out of support and is never used.
 
 Specs are meant to be shared: :func:`dump_spec` refuses to write a subscription id, any GUID, a SAS
 signature or a key, and :func:`redact` masks them in text meant for display. A workspace configuration
@@ -27,7 +27,7 @@ from helpers.errors import SpecValidationError, WorkspaceNotConfigured
 
 if TYPE_CHECKING:
     from azure.ai.ml import Input, MLClient, Output
-    from azure.ai.ml.entities import CommandJob, Data, Job
+    from azure.ai.ml.entities import CommandJob, Data, Job, ManagedOnlineDeployment, ManagedOnlineEndpoint
 
 #: Environment variables that configure a workspace (all three are needed).
 ENV_VARS = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME")
@@ -279,29 +279,45 @@ def build_data_asset(
 
 
 def dump_spec(entity: Any, path: str | Path) -> Path:
-    """Write ``entity`` (Data asset or job) as YAML at ``path``, overwriting; refuse specs holding ids or secrets.
+    """Write ``entity`` (Data asset, job, online endpoint or deployment) as YAML at ``path``, overwriting; refuse
+    specs holding ids or secrets.
 
-    A data asset's local ``path`` and a job's local ``code`` folder are written relative to the YAML's folder
-    (``load_data`` / ``load_job`` resolve them from there), so the spec carries no machine path. The check runs on the written
-    text; on failure the file is removed and SpecValidationError raised.
+    Local paths are written relative to the YAML's folder (the ``load_*`` functions resolve them from there), so
+    the spec carries no machine path: a data asset's ``path``, a job's (or a sweep trial's) ``code``, a
+    deployment's ``code_configuration.code`` and ``model.path``. A local model is written without the content-hash
+    name and version the SDK gave it, so loading the spec hashes the files as they are then. The check runs on the
+    written text; on failure the file is removed and SpecValidationError raised.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as stream:
-        entity.dump(stream)
+    with path.open("w", encoding="utf-8") as stream, _quiet_experimental_notices():
+        returned = entity.dump(stream)  # a deployment's model schema logs an "experimental class" notice
     try:
         text = path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
-        local = raw.get("path") if isinstance(raw, dict) and "type" in raw and "jobs" not in raw else None
         changed = False
-        if isinstance(local, str) and local and not _is_remote(local) and Path(local).is_absolute():
-            raw["path"] = Path(os.path.relpath(local, path.parent.resolve())).as_posix()
+        if not text.strip() and isinstance(returned, Mapping):  # ManagedOnlineEndpoint.dump ignores its stream
+            raw = json.loads(json.dumps(returned))  # OrderedDicts -> plain dicts for safe_dump
             changed = True
-        for holder in (raw, raw.get("trial") if isinstance(raw, dict) else None):  # a job's code, a sweep's trial's
-            code = holder.get("code") if isinstance(holder, dict) else None
-            if isinstance(code, str) and not _is_remote(code) and Path(code).is_absolute():
-                holder["code"] = Path(os.path.relpath(code, path.parent.resolve())).as_posix()
+        else:
+            raw = yaml.safe_load(text)
+        local = raw.get("path") if isinstance(raw, dict) and "type" in raw and "jobs" not in raw else None
+        folder = path.parent.resolve()
+        if isinstance(local, str) and local and not _is_remote(local) and Path(local).is_absolute():
+            raw["path"] = Path(os.path.relpath(local, folder)).as_posix()
+            changed = True
+        holders = []
+        if isinstance(raw, dict):  # a job's code, a sweep trial's code, a deployment's code and model
+            holders = [(raw, "code"), (raw.get("trial"), "code"), (raw.get("code_configuration"), "code"),
+                       (raw.get("model"), "path")]
+        for holder, key in holders:
+            value = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(value, str) and not _is_remote(value) and Path(value).is_absolute():
+                holder[key] = Path(os.path.relpath(value, folder)).as_posix()
                 changed = True
+        model = raw.get("model") if isinstance(raw, dict) and "endpoint_name" in raw else None
+        if isinstance(model, dict) and getattr(getattr(entity, "model", None), "_is_anonymous", False):
+            for key in ("name", "version"):  # content hash of the files at build time; reloading recomputes it
+                changed |= model.pop(key, None) is not None
         if changed:
             text = yaml.safe_dump(raw, sort_keys=True)
             path.write_text(text, encoding="utf-8")
@@ -449,6 +465,17 @@ def _as_output(value: Any) -> Output:
     raise SpecValidationError("outputs", f"{value!r} is not an Output, a cloud URI or None.")
 
 
+def _check_env_var_names(environment_variables: Mapping[str, Any] | None, where: str, instead: str) -> None:
+    """Raise SpecValidationError if an environment variable's name looks like a secret (``*_KEY``, ``*_TOKEN`` ...)."""
+    for key in environment_variables or {}:
+        parts = set(str(key).upper().split("_"))
+        if parts & _SECRET_NAME_PARTS or "CONNECTION_STRING" in str(key).upper():
+            raise SpecValidationError(
+                "environment_variables",
+                f"{key} looks like a secret; never put secrets in {where}. Use {instead} instead.",
+            )
+
+
 def build_command_job(
     code_dir: str | Path,
     command: str,
@@ -493,14 +520,8 @@ def build_command_job(
     for kind, key in _BINDING.findall(command):
         if key not in (job_inputs if kind == "inputs" else job_outputs):
             raise SpecValidationError("command", f"uses ${{{{{kind}.{key}}}}} but no {kind[:-1]} {key!r} is defined.")
-    for key in environment_variables or {}:
-        parts = set(str(key).upper().split("_"))
-        if parts & _SECRET_NAME_PARTS or "CONNECTION_STRING" in str(key).upper():
-            raise SpecValidationError(
-                "environment_variables",
-                f"{key} looks like a secret; never put secrets in a job spec. Use the compute's managed identity "
-                "or a workspace connection / Key Vault instead.",
-            )
+    _check_env_var_names(environment_variables, "a job spec", "the compute's managed identity or a workspace "
+                                                              "connection / Key Vault")
     clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
     _check_no_secret(
         json.dumps([command, str(environment), compute, clean_tags, dict(environment_variables or {})]), "job"
@@ -706,3 +727,389 @@ def validate_sweep_yaml(path: str | Path, expected: Any = None) -> Any:
     if not _same_local_path(_code_from_yaml(job.trial.code, path), expected.trial.code):
         raise SpecValidationError("code", f"{Path(path).name} points at another code folder.")
     return job
+
+
+# --- Online endpoints ------------------------------------------------------------------------------
+
+#: Authentication modes of a managed online endpoint: a key (does not expire) or an Azure ML token (expires).
+AUTH_MODES = ("key", "aml_token")
+#: Shortest and longest endpoint or deployment name (Azure ML's endpoint limits; the SDK checks the same).
+NAME_LENGTH = (3, 32)
+#: Longest request timeout a managed online endpoint accepts (ms).
+MAX_REQUEST_TIMEOUT_MS = 180_000
+#: The package that serves a scoring script's init()/run() over HTTP; a deployment's environment needs it.
+INFERENCE_SERVER = "azureml-inference-server-http"
+#: Letters and digits, single '-' between them, starting with a letter (Azure ML's rule for endpoints and deployments);
+#: lowercase only, since azure-ai-ml lowercases endpoint and deployment names (but not a deployment's endpoint_name).
+_ENDPOINT_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+#: An asset reference: ``azureml:<name>:<version>`` or ``azureml:<name>@<label>`` (e.g. ``@latest``).
+_ASSET_REFERENCE = re.compile(r"azureml:[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+|@[A-Za-z0-9_.-]+)")
+
+
+def _check_endpoint_name(name: Any, field: str, kind: str = "endpoint") -> str:
+    """``name`` if Azure ML accepts it for an endpoint or deployment, else SpecValidationError naming ``field``."""
+    text = name if isinstance(name, str) else ""
+    low, high = NAME_LENGTH
+    if low <= len(text) <= high and _ENDPOINT_NAME.fullmatch(text):
+        return text
+    fixed = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:high].rstrip("-")
+    hint = f", e.g. {fixed!r}" if low <= len(fixed) and _ENDPOINT_NAME.fullmatch(fixed) else ""
+    unique = (" Endpoint names are part of the scoring URL and must be unique in the Azure region: add a short "
+              "suffix (initials, a date) if the name is taken." if kind == "endpoint" else "")
+    raise SpecValidationError(
+        field,
+        f"{name!r} is not a valid {kind} name: use {low}-{high} characters, a letter first, then letters, digits and "
+        f"single '-' between them, ending with a letter or digit, all lowercase (azure-ai-ml lowercases names)"
+        f"{hint}.{unique}",
+    )
+
+
+def build_online_endpoint(
+    name: str, description: str = "", auth_mode: str = "key", tags: Mapping[str, Any] | None = None
+) -> ManagedOnlineEndpoint:
+    """A ``ManagedOnlineEndpoint`` (the stable URL that deployments sit behind), checked offline; nothing is sent.
+
+    ``auth_mode="key"`` gives keys that do not expire (``ml_client.online_endpoints.get_keys``); ``"aml_token"``
+    gives tokens that expire after a while. Create it with :func:`deploy_online`.
+    """
+    from azure.ai.ml.entities import ManagedOnlineEndpoint
+
+    _check_endpoint_name(name, "name")
+    if auth_mode not in AUTH_MODES:
+        raise SpecValidationError("auth_mode", f"use one of {', '.join(AUTH_MODES)}, got {auth_mode!r}.")
+    clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    _check_no_secret(json.dumps(clean_tags) + (description or ""), "tags/description")
+    return ManagedOnlineEndpoint(name=name, description=description or None, auth_mode=auth_mode, tags=clean_tags)
+
+
+def _top_level_names(tree: Any) -> set[str]:
+    """Names a module binds at its top level (functions, classes, assignments, imports)."""
+    import ast
+
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def _check_scoring_code(code: Path, scoring_script: str | Path) -> str:
+    """``scoring_script`` as a POSIX path inside ``code``, checked: it exists, parses, defines ``init`` and ``run``."""
+    import ast
+
+    if not code.is_dir():
+        raise SpecValidationError(
+            "code_configuration.code", f"{code} is not a folder; give the folder holding the scoring script."
+        )
+    relative = Path(scoring_script)
+    script = (code / relative).resolve()
+    if relative.is_absolute() or not script.is_relative_to(code.resolve()):
+        raise SpecValidationError(
+            "code_configuration.scoring_script",
+            f"{scoring_script} must be a path inside the code folder, relative to it (e.g. 'score.py').",
+        )
+    if not script.is_file():
+        found = sorted(p.relative_to(code).as_posix() for p in code.rglob("*.py"))[:5]
+        raise SpecValidationError(
+            "code_configuration.scoring_script",
+            f"{relative.as_posix()} is not in {code.name}/ (Python files there: {found or 'none'}); put the scoring "
+            "script in the code folder or give its path relative to it.",
+        )
+    try:
+        tree = ast.parse(script.read_text(encoding="utf-8"), filename=script.name)
+    except SyntaxError as error:
+        raise SpecValidationError(
+            "code_configuration.scoring_script", f"{script.name} line {error.lineno}: {error.msg}; fix it first."
+        ) from error
+    if missing := sorted({"init", "run"} - _top_level_names(tree)):
+        raise SpecValidationError(
+            "code_configuration.scoring_script",
+            f"{script.name} does not define {' and '.join(missing)}(); the Azure ML inference server calls init() "
+            "once to load the model (from AZUREML_MODEL_DIR) and run(raw_data) for every request.",
+        )
+    return relative.as_posix()
+
+
+def _model_entity(model_path: str | Path) -> Any:
+    """A ``custom_model`` Model for a local folder/file (uploaded at deployment), or an ``azureml:`` reference."""
+    from azure.ai.ml.entities import Model
+
+    if isinstance(model_path, str) and model_path.startswith("azureml://"):
+        _check_no_secret(model_path, "model")
+        return model_path  # e.g. a registry model: azureml://registries/<registry>/models/<name>/versions/<version>
+    if isinstance(model_path, str) and model_path.startswith("azureml:"):
+        if not _ASSET_REFERENCE.fullmatch(model_path):
+            raise SpecValidationError(
+                "model",
+                f"{model_path!r} is not a model reference; use azureml:<name>:<version> or azureml:<name>@latest.",
+            )
+        return model_path
+    if _is_remote(model_path):
+        raise SpecValidationError(
+            "model", f"{model_path!r}: register the model first and give azureml:<name>:<version>, or a local path."
+        )
+    local = Path(model_path).expanduser().resolve()
+    if not local.exists():
+        raise SpecValidationError("model", f"{local} does not exist; give the saved model's file or folder.")
+    return Model(path=str(local), type="custom_model")
+
+
+def build_online_deployment(
+    name: str,
+    endpoint_name: str,
+    model_path: str | Path,
+    code_dir: str | Path,
+    scoring_script: str | Path,
+    environment: Any,
+    instance_type: str = "Standard_DS3_v2",
+    instance_count: int = 1,
+    environment_variables: Mapping[str, Any] | None = None,
+    request_timeout_ms: int = 5000,
+    max_concurrent_requests_per_instance: int = 4,
+) -> ManagedOnlineDeployment:
+    """A ``ManagedOnlineDeployment`` serving ``model_path`` with ``code_dir/scoring_script``, checked offline.
+
+    ``model_path`` is a local file/folder (uploaded as an anonymous ``custom_model``; the script finds it under
+    ``AZUREML_MODEL_DIR``) or ``azureml:<name>:<version>``. ``environment`` is an ``Environment`` (e.g. from
+    :func:`build_environment`; it must contain ``azureml-inference-server-http``) or ``azureml:<name>:<version>``.
+    The defaults suit a small CPU model answering well under a second: a 5 s timeout (at most 180 s), 4 requests
+    at once per instance with ``WORKER_COUNT`` set to match (one model copy per worker, one per vCPU of a
+    Standard_DS3_v2), and probes that wait 30 s for ``init()`` and restart a container that stops answering for
+    a minute. Nothing is sent: create it with :func:`deploy_online`.
+    """
+    from azure.ai.ml.entities import (
+        CodeConfiguration,
+        Environment,
+        ManagedOnlineDeployment,
+        OnlineRequestSettings,
+        ProbeSettings,
+    )
+
+    _check_endpoint_name(name, "name", kind="deployment")
+    _check_endpoint_name(endpoint_name, "endpoint_name")
+    code = Path(code_dir).expanduser().resolve()
+    script = _check_scoring_code(code, scoring_script)
+    model = _model_entity(model_path)
+    if isinstance(environment, str):
+        if not environment.startswith("azureml:"):
+            raise SpecValidationError(
+                "environment", f"{environment!r}: give an Environment (build_environment) or azureml:<name>:<version>."
+            )
+    elif not isinstance(environment, Environment):
+        raise SpecValidationError(
+            "environment", f"got {type(environment).__name__}; give an Environment or azureml:<name>:<version>."
+        )
+    elif (isinstance(environment.conda_file, dict) and "inference" not in str(environment.image or "")
+          and INFERENCE_SERVER not in json.dumps(environment.conda_file).lower()):
+        raise SpecValidationError(
+            "environment",
+            f"the environment lacks {INFERENCE_SERVER}, the server that calls init() and run(); the container would "
+            "fail to start. Pin it in the lock file given to build_environment, or use an Azure ML inference image.",
+        )
+    if not instance_type or not isinstance(instance_type, str):
+        raise SpecValidationError("instance_type", "give a VM size, e.g. 'Standard_DS3_v2' (4 vCPU, 14 GB).")
+    if int(instance_count) < 1:
+        raise SpecValidationError("instance_count", f"need at least 1 instance, got {instance_count}.")
+    if not 1 <= int(request_timeout_ms) <= MAX_REQUEST_TIMEOUT_MS:
+        raise SpecValidationError(
+            "request_settings.request_timeout_ms",
+            f"{request_timeout_ms} ms is outside 1..{MAX_REQUEST_TIMEOUT_MS} (a managed endpoint's limit); make the "
+            "model faster or use a batch endpoint for long jobs.",
+        )
+    workers = int(max_concurrent_requests_per_instance)
+    if workers < 1:
+        raise SpecValidationError("request_settings.max_concurrent_requests_per_instance", "need at least 1.")
+    variables = {str(k): str(v) for k, v in (environment_variables or {}).items()}
+    _check_env_var_names(variables, "a deployment spec", "the endpoint's managed identity with Key Vault")
+    if variables.setdefault("WORKER_COUNT", str(workers)) != str(workers):
+        raise SpecValidationError(
+            "environment_variables",
+            f"WORKER_COUNT={variables['WORKER_COUNT']} but max_concurrent_requests_per_instance={workers}; set them "
+            "equal (more requests than workers queue up, more workers than requests sit idle).",
+        )
+    _check_no_secret(json.dumps([str(model_path), str(environment) if isinstance(environment, str) else "",
+                                 instance_type, variables]), "deployment")
+    return ManagedOnlineDeployment(
+        name=name,
+        endpoint_name=endpoint_name,
+        model=model,
+        code_configuration=CodeConfiguration(code=str(code), scoring_script=script),
+        environment=environment,
+        instance_type=instance_type,
+        instance_count=int(instance_count),
+        environment_variables=variables,
+        request_settings=OnlineRequestSettings(
+            request_timeout_ms=int(request_timeout_ms), max_concurrent_requests_per_instance=workers
+        ),
+        liveness_probe=ProbeSettings(initial_delay=30, period=10, timeout=2, failure_threshold=6, success_threshold=1),
+        readiness_probe=ProbeSettings(initial_delay=10, period=10, timeout=2, failure_threshold=3, success_threshold=1),
+    )
+
+
+def _load_spec(loader: Any, path: Path, fields: tuple[str, ...]) -> Any:
+    """``loader(source=path)`` with the SDK's notices hidden; its errors become SpecValidationError naming a field."""
+    text = path.read_text(encoding="utf-8")
+    _check_no_secret(text, f"spec {path.name}")
+    if not isinstance(yaml.safe_load(text), dict):
+        raise SpecValidationError("spec", f"{path} is not a YAML mapping.")
+    try:
+        with _quiet_experimental_notices():
+            return loader(source=path)
+    except Exception as error:  # the SDK raises marshmallow / its own ValidationException
+        field = _field_from_error(error, fields)
+        message = f"{loader.__name__} rejected {path.name}: {redact(str(error))[:500]}"
+        raise SpecValidationError(field, message) from error
+
+
+def validate_endpoint_yaml(path: str | Path, expected: ManagedOnlineEndpoint | None = None) -> ManagedOnlineEndpoint:
+    """The endpoint ``azure.ai.ml.load_online_endpoint`` reads from ``path``; SpecValidationError names a bad field.
+
+    With ``expected`` (the endpoint that was dumped), name, auth mode, description and tags must match.
+    """
+    from azure.ai.ml import load_online_endpoint
+
+    path = Path(path)
+    endpoint = _load_spec(load_online_endpoint, path, ("auth_mode", "name", "description", "tags", "traffic"))
+    _check_endpoint_name(endpoint.name, "name")
+    if endpoint.auth_mode not in AUTH_MODES:
+        raise SpecValidationError("auth_mode", f"{path.name} has {endpoint.auth_mode!r}; use one of {AUTH_MODES}.")
+    if expected is None:
+        return endpoint
+    for field in ("name", "auth_mode", "description", "tags"):
+        got, want = getattr(endpoint, field, None) or None, getattr(expected, field, None) or None
+        if got != want:
+            raise SpecValidationError(field, f"{path.name} has {got!r}, the endpoint built has {want!r}.")
+    return endpoint
+
+
+def _model_summary(model: Any, yaml_path: str | Path | None = None) -> tuple[str, str]:
+    """("local", resolved path) for a model with a local path, else ("asset", reference without ``azureml:``)."""
+    if isinstance(model, str) or model is None:
+        return ("asset", _strip_azureml(model))
+    local = getattr(model, "path", None)
+    if local and not _is_remote(str(local)):
+        folder = Path(str(local)).expanduser()
+        if not folder.is_absolute() and yaml_path is not None:
+            folder = Path(yaml_path).parent / folder
+        return ("local", str(folder.resolve()))
+    return ("asset", _strip_azureml(str(local) if local else f"{model.name}:{model.version}"))
+
+
+def _environment_summary(environment: Any) -> Any:
+    """A reference without ``azureml:``, or (image, conda spec) of an inline Environment."""
+    if environment is None or isinstance(environment, str):
+        return _strip_azureml(environment)
+    return (getattr(environment, "image", None), json.dumps(getattr(environment, "conda_file", None), sort_keys=True))
+
+
+def validate_deployment_yaml(
+    path: str | Path, expected: ManagedOnlineDeployment | None = None
+) -> ManagedOnlineDeployment:
+    """The deployment ``azure.ai.ml.load_online_deployment`` reads from ``path``, checked; SpecValidationError names
+    the field that fails.
+
+    The names, the code folder and scoring script, and a local model are checked as :func:`build_online_deployment`
+    does. With ``expected`` (the deployment that was dumped), endpoint, VM size and count, code, model,
+    environment, environment variables and request settings must match.
+    """
+    from azure.ai.ml import load_online_deployment
+
+    path = Path(path)
+    fields = ("endpoint_name", "instance_type", "instance_count", "environment_variables", "code_configuration",
+              "scoring_script", "model", "environment", "request_settings", "liveness_probe", "readiness_probe", "name")
+    deployment = _load_spec(load_online_deployment, path, fields)
+    _check_endpoint_name(deployment.name, "name", kind="deployment")
+    _check_endpoint_name(deployment.endpoint_name, "endpoint_name")
+    config = deployment.code_configuration
+    if config is None or not config.code or not config.scoring_script:
+        raise SpecValidationError("code_configuration", f"{path.name} needs a code folder and a scoring_script.")
+    code = _code_from_yaml(config.code, path)
+    _check_scoring_code(code, config.scoring_script)
+    kind, model = _model_summary(deployment.model, path)
+    if kind == "local" and not Path(model).exists():
+        raise SpecValidationError("model", f"{path.name} points at a model that does not exist: {Path(model).name}.")
+    if expected is None:
+        return deployment
+    checks = {
+        "name": (deployment.name, expected.name),
+        "endpoint_name": (deployment.endpoint_name, expected.endpoint_name),
+        "instance_type": (deployment.instance_type, expected.instance_type),
+        "instance_count": (deployment.instance_count, expected.instance_count),
+        "code_configuration.scoring_script": (Path(config.scoring_script).as_posix(),
+                                              Path(expected.code_configuration.scoring_script).as_posix()),
+        "model": ((kind, model), _model_summary(expected.model)),
+        "environment": (_environment_summary(deployment.environment), _environment_summary(expected.environment)),
+        "environment_variables": (dict(deployment.environment_variables or {}),
+                                  dict(expected.environment_variables or {})),
+    }
+    for setting in ("request_timeout_ms", "max_concurrent_requests_per_instance"):
+        checks[f"request_settings.{setting}"] = (getattr(deployment.request_settings, setting, None),
+                                                 getattr(expected.request_settings, setting, None))
+    for field, (got, want) in checks.items():
+        if got != want:
+            raise SpecValidationError(field, f"{path.name} has {got!r}, the deployment built has {want!r}.")
+    if not _same_local_path(code, expected.code_configuration.code):
+        raise SpecValidationError("code_configuration.code", f"{path.name} points at another code folder.")
+    return deployment
+
+
+def split_traffic(current: Mapping[str, int], deployment: str, share: int) -> dict[str, int]:
+    """Traffic (%) giving ``deployment`` ``share`` and the other live deployments the rest in their current ratio.
+
+    E.g. ``split_traffic({"blue": 100}, "green", 10) == {"blue": 90, "green": 10}`` (a canary); shares are whole
+    percent summing to 100 (largest remainders round up), or to 0 when ``share`` is 0 and nothing else is live.
+    SpecValidationError if ``0 < share < 100`` and no other deployment has traffic to take the rest.
+    """
+    share = int(share)
+    if not 0 <= share <= 100:
+        raise SpecValidationError("traffic", f"give a percentage 0..100, got {share}.")
+    others = {k: int(v) for k, v in current.items() if k != deployment and int(v) > 0}
+    rest, total = 100 - share, sum(others.values())
+    if 0 < share < 100 and not total:
+        raise SpecValidationError(
+            "traffic", f"{share}% to {deployment!r} leaves {rest}% with no other live deployment to take it; use 100 "
+            "(or 0 to test it first with the azureml-model-deployment header)."
+        )
+    exact = {k: rest * v / total for k, v in others.items()} if total else {}
+    split = {k: int(v) for k, v in exact.items()}
+    for key in sorted(exact, key=lambda k: exact[k] - split[k], reverse=True)[: rest - sum(split.values())]:
+        split[key] += 1
+    split[deployment] = share
+    return {k: v for k, v in split.items() if v > 0}
+
+
+def deploy_online(
+    ml_client: MLClient, endpoint: ManagedOnlineEndpoint, deployment: ManagedOnlineDeployment, traffic: int = 100
+) -> str:
+    """Create or update ``endpoint``, then ``deployment`` on it, then route ``traffic`` % to it; its scoring URI.
+
+    Each step waits for Azure (a new deployment takes about 10 minutes). An existing endpoint keeps its live
+    traffic until the new deployment is ready; with ``traffic < 100`` the other deployments share the rest
+    (:func:`split_traffic`). ``endpoint.traffic`` ends up as the live split. Needs a workspace and permission to
+    create endpoints; the instances cost money while they run (delete the endpoint with
+    ``ml_client.online_endpoints.begin_delete(name)`` when done).
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+
+    if deployment.endpoint_name != endpoint.name:
+        raise SpecValidationError(
+            "endpoint_name", f"the deployment is for {deployment.endpoint_name!r}, the endpoint is {endpoint.name!r}."
+        )
+    try:
+        live = ml_client.online_endpoints.get(endpoint.name)
+    except ResourceNotFoundError:
+        live = None
+    live_traffic = dict(getattr(live, "traffic", None) or {})
+    new_traffic = split_traffic(live_traffic, deployment.name, traffic)  # fails before anything is created
+    endpoint.traffic = live_traffic  # an update must not switch live traffic off
+    ml_client.online_endpoints.begin_create_or_update(endpoint).result()
+    ml_client.online_deployments.begin_create_or_update(deployment).result()
+    endpoint.traffic = new_traffic
+    updated = ml_client.online_endpoints.begin_create_or_update(endpoint).result()
+    uri = getattr(updated, "scoring_uri", None)
+    return uri if uri else ml_client.online_endpoints.get(endpoint.name).scoring_uri

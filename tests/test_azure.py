@@ -400,3 +400,309 @@ def test_command_job_spec_holds_a_relative_code_folder(tmp_path, code_folder, da
     assert yaml.safe_load(spec.read_text())["code"] == "../src"
     assert str(tmp_path) not in spec.read_text()
     hz.validate_job_yaml(spec, expected=job)  # resolved from the YAML's folder, not from the working directory
+
+
+# --- Online endpoints ------------------------------------------------------------------------------
+
+SCORE = ("import json\n\ndef init():\n    global model\n    model = 'loaded'\n\n"
+         "def run(raw_data):\n    return json.loads(raw_data)\n")
+URI = "https://chest-xray.westeurope.inference.ml.azure.com/score"
+
+
+@pytest.fixture
+def serve_folder(tmp_path) -> Path:
+    folder = tmp_path / "serve"
+    folder.mkdir()
+    (folder / "score.py").write_text(SCORE)
+    return folder
+
+
+@pytest.fixture
+def model_folder(tmp_path) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.pt").write_bytes(b"\x00\x01weights")
+    return folder
+
+
+@pytest.fixture
+def inference_env(tmp_path):
+    lock = tmp_path / "infer-lock.txt"
+    lock.write_text("numpy==2.4.6\nazureml-inference-server-http==1.4.0\n")
+    return hz.build_environment(lock, name="medimg-infer")
+
+
+def _deployment(serve_folder, model_folder, environment="azureml:medimg-infer:2", **overrides):
+    kwargs = dict(name="blue", endpoint_name="chest-xray", model_path=model_folder, code_dir=serve_folder,
+                  scoring_script="score.py", environment=environment, environment_variables={"LOG_LEVEL": "info"})
+    kwargs.update(overrides)
+    return hz.build_online_deployment(**kwargs)
+
+
+def _edit(spec: Path, dotted: str, value) -> None:
+    raw = yaml.safe_load(spec.read_text())
+    *parents, key = dotted.split(".")
+    holder = raw
+    for part in parents:
+        holder = holder[part]
+    holder[key] = value
+    spec.write_text(yaml.safe_dump(raw))
+
+
+@pytest.mark.parametrize("auth_mode", ["key", "aml_token"])
+def test_online_endpoint_yaml_round_trip(tmp_path, auth_mode):
+    endpoint = hz.build_online_endpoint("chest-xray", "Pneumonia classifier", auth_mode, {"model": "resnet18"})
+    spec = hz.dump_spec(endpoint, tmp_path / "specs" / "endpoint.yml")  # the SDK's own dump writes nothing here
+    raw = yaml.safe_load(spec.read_text())
+    assert (raw["name"], raw["auth_mode"], raw["tags"]) == ("chest-xray", auth_mode, {"model": "resnet18"})
+    loaded = hz.validate_endpoint_yaml(spec, expected=endpoint)
+    assert (loaded.name, loaded.auth_mode, loaded.description, loaded.tags) == (
+        "chest-xray", auth_mode, "Pneumonia classifier", {"model": "resnet18"})
+    _no_guid(spec)
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("ab", ""), ("a" * 33, ""), ("1chest", ""), ("chest_xray", "'chest-xray'"), ("chest-", "'chest'"),
+     ("chest--xray", "'chest-xray'"), ("chest.xray", "'chest-xray'"), ("CXR-v1", "'cxr-v1'")],
+)
+def test_endpoint_name_rules(name, hint):
+    with pytest.raises(SpecValidationError, match="3-32 characters, a letter first") as info:
+        hz.build_online_endpoint(name)
+    assert info.value.field == "name" and hint in str(info.value) and "unique in the Azure region" in str(info.value)
+
+
+def test_valid_endpoint_names_and_other_checks():
+    for name in ("abc", "a" * 32, "cxr-2024-v1", "chest-xray"):
+        assert hz.build_online_endpoint(name).name == name
+    with pytest.raises(SpecValidationError) as info:
+        hz.build_online_endpoint("chest-xray", auth_mode="aad_token")
+    assert info.value.field == "auth_mode"
+    with pytest.raises(SpecValidationError, match="GUID") as info:
+        hz.build_online_endpoint("chest-xray", tags={"subscription": SUB})
+    assert info.value.field == "tags/description"
+
+
+def test_tampered_endpoint_yaml_fails_naming_the_field(tmp_path):
+    endpoint = hz.build_online_endpoint("chest-xray")
+    for field, value in (("auth_mode", "aml_token"), ("name", "chest-xray-2"), ("name", "chest_xray"),
+                         ("auth_mode", "password")):
+        spec = hz.dump_spec(endpoint, tmp_path / "endpoint.yml")
+        _edit(spec, field, value)
+        with pytest.raises(SpecValidationError) as info:
+            hz.validate_endpoint_yaml(spec, expected=endpoint)
+        assert info.value.field == field, (field, value)
+
+
+def test_online_deployment_yaml_round_trip_with_local_model(tmp_path, serve_folder, model_folder, inference_env):
+    deployment = _deployment(serve_folder, model_folder, inference_env)
+    spec = hz.dump_spec(deployment, tmp_path / "specs" / "blue.yml")
+    text = spec.read_text()
+    raw = yaml.safe_load(text)
+    assert raw["code_configuration"] == {"code": "../serve", "scoring_script": "score.py"}
+    assert raw["model"]["path"] == "../model" and raw["model"]["type"] == "custom_model"
+    assert "name" not in raw["model"] and "version" not in raw["model"]  # rehashed from the files when loaded
+    assert str(tmp_path) not in text and not re.search(r":\s+/", text)  # no absolute path anywhere
+    assert raw["environment_variables"] == {"LOG_LEVEL": "info", "WORKER_COUNT": "4"}
+    assert raw["request_settings"] == {"request_timeout_ms": 5000, "max_concurrent_requests_per_instance": 4}
+    _no_guid(spec)
+    # cwd is tmp_path (autouse fixture): ../serve only resolves from the YAML's folder
+    loaded = hz.validate_deployment_yaml(spec, expected=deployment)
+    assert (loaded.name, loaded.endpoint_name, loaded.instance_type, loaded.instance_count) == (
+        "blue", "chest-xray", "Standard_DS3_v2", 1)
+    assert (spec.parent / loaded.code_configuration.code).resolve() == serve_folder.resolve()
+    assert loaded.code_configuration.scoring_script == "score.py"
+    assert Path(loaded.model.path).resolve() == model_folder.resolve()
+    assert loaded.model.name == deployment.model.name  # same content hash: the same files
+    assert loaded.environment_variables == {"LOG_LEVEL": "info", "WORKER_COUNT": "4"}
+    assert loaded.environment.conda_file == inference_env.conda_file
+    assert (loaded.liveness_probe.initial_delay, loaded.readiness_probe.failure_threshold) == (30, 3)
+
+
+def test_online_deployment_with_registered_model_and_environment(tmp_path, serve_folder):
+    deployment = hz.build_online_deployment("green", "chest-xray", "azureml:chest-cls:3", serve_folder, "score.py",
+                                            "azureml:medimg-infer:2", instance_count=2,
+                                            max_concurrent_requests_per_instance=2)
+    spec = hz.dump_spec(deployment, tmp_path / "green.yml")
+    raw = yaml.safe_load(spec.read_text())
+    assert (raw["model"], raw["environment"], raw["instance_count"]) == (
+        "azureml:chest-cls:3", "azureml:medimg-infer:2", 2)
+    assert raw["environment_variables"] == {"WORKER_COUNT": "2"}
+    loaded = hz.validate_deployment_yaml(spec, expected=deployment)
+    assert (loaded.model, loaded.environment) == ("chest-cls:3", "medimg-infer:2")  # the loader drops "azureml:"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "says"),
+    [
+        ({"code_dir": "missing"}, "code_configuration.code", "not a folder"),
+        ({"scoring_script": "predict.py"}, "code_configuration.scoring_script", "score.py"),
+        ({"scoring_script": "../score.py"}, "code_configuration.scoring_script", "inside the code folder"),
+        ({"model_path": "no-such-model"}, "model", "does not exist"),
+        ({"model_path": "azureml:chest-cls"}, "model", "azureml:<name>:<version>"),
+        ({"model_path": "https://example.org/m.pt"}, "model", "register the model"),
+        ({"name": "blue_1"}, "name", "'blue-1'"),
+        ({"endpoint_name": "x"}, "endpoint_name", "3-32 characters"),
+        ({"environment": 42}, "environment", "Environment"),
+        ({"environment": "python:3.11"}, "environment", "azureml:"),
+        ({"instance_count": 0}, "instance_count", "at least 1"),
+        ({"request_timeout_ms": 200_000}, "request_settings.request_timeout_ms", "180000"),
+        ({"environment_variables": {"STORAGE_ACCOUNT_KEY": "x"}}, "environment_variables", "secret"),
+        ({"environment_variables": {"WORKER_COUNT": "1"}}, "environment_variables", "set them equal"),
+    ],
+)
+def test_online_deployment_refuses_bad_input(tmp_path, serve_folder, model_folder, overrides, field, says):
+    overrides = {k: (tmp_path / v if k in ("code_dir", "model_path") and not v.startswith(("azureml:", "https:"))
+                     else v) for k, v in overrides.items()}
+    with pytest.raises(SpecValidationError) as info:
+        _deployment(serve_folder, model_folder, **overrides)
+    assert info.value.field == field and says in str(info.value), str(info.value)
+
+
+def test_inline_environment_needs_the_inference_server(tmp_path, serve_folder, model_folder):
+    lock = tmp_path / "train-lock.txt"
+    lock.write_text("numpy==2.4.6\ntorch==2.14.1\n")
+    with pytest.raises(SpecValidationError, match="azureml-inference-server-http") as info:
+        _deployment(serve_folder, model_folder, hz.build_environment(lock))
+    assert info.value.field == "environment"
+    inference_image = hz.build_environment(lock, image="mcr.microsoft.com/azureml/minimal-ubuntu22.04-py311-cpu-inference:latest")
+    assert _deployment(serve_folder, model_folder, inference_image).environment is inference_image
+
+
+def test_scoring_script_must_parse_and_define_init_and_run(serve_folder, model_folder):
+    (serve_folder / "score.py").write_text("def init():\n    pass\n")
+    with pytest.raises(SpecValidationError, match=r"does not define run\(\)") as info:
+        _deployment(serve_folder, model_folder, "azureml:medimg-infer:2")
+    assert info.value.field == "code_configuration.scoring_script"
+    (serve_folder / "score.py").write_text("def init(:\n")
+    with pytest.raises(SpecValidationError, match="line 1") as info:
+        _deployment(serve_folder, model_folder, "azureml:medimg-infer:2")
+    assert info.value.field == "code_configuration.scoring_script"
+    (serve_folder / "app").mkdir()
+    (serve_folder / "app" / "score.py").write_text("from helpers.serving import init, run\n")  # imported is fine
+    deployment = _deployment(serve_folder, model_folder, "azureml:medimg-infer:2", scoring_script=Path("app/score.py"))
+    assert deployment.code_configuration.scoring_script == "app/score.py"
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "field"),
+    [
+        ("instance_count", 3, "instance_count"),
+        ("instance_type", "Standard_F4s_v2", "instance_type"),
+        ("endpoint_name", "chest-xray-2", "endpoint_name"),
+        ("code_configuration.scoring_script", "other.py", "code_configuration.scoring_script"),
+        ("code_configuration.scoring_script", "gone.py", "code_configuration.scoring_script"),
+        ("code_configuration.code", "../other", "code_configuration.code"),
+        ("model.path", "../other", "model"),
+        ("model.path", "../gone", "model"),
+        ("environment_variables.WORKER_COUNT", "2", "environment_variables"),
+        ("request_settings.request_timeout_ms", 60000, "request_settings.request_timeout_ms"),
+        ("environment", "azureml:other-env:1", "environment"),
+        ("instance_count", "many", "instance_count"),  # rejected by the SDK's loader
+    ],
+)
+def test_tampered_deployment_yaml_fails_naming_the_field(tmp_path, serve_folder, model_folder, inference_env,
+                                                         dotted, value, field):
+    (serve_folder / "other.py").write_text(SCORE)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "score.py").write_text(SCORE)
+    deployment = _deployment(serve_folder, model_folder, inference_env)
+    spec = hz.dump_spec(deployment, tmp_path / "specs" / "blue.yml")
+    hz.validate_deployment_yaml(spec, expected=deployment)  # untouched: fine
+    _edit(spec, dotted, value)
+    with pytest.raises(SpecValidationError) as info:
+        hz.validate_deployment_yaml(spec, expected=deployment)
+    assert info.value.field == field
+
+
+def test_deployment_yaml_without_expected_still_checks_the_files(tmp_path, serve_folder, model_folder):
+    spec = hz.dump_spec(_deployment(serve_folder, model_folder, "azureml:medimg-infer:2"), tmp_path / "blue.yml")
+    (serve_folder / "score.py").unlink()
+    with pytest.raises(SpecValidationError) as info:
+        hz.validate_deployment_yaml(spec)
+    assert info.value.field == "code_configuration.scoring_script"
+
+
+def test_split_traffic_by_hand():
+    assert hz.split_traffic({}, "blue", 100) == {"blue": 100}
+    assert hz.split_traffic({"blue": 100}, "green", 10) == {"blue": 90, "green": 10}
+    assert hz.split_traffic({"blue": 90, "green": 10}, "green", 100) == {"green": 100}
+    assert hz.split_traffic({"blue": 70, "green": 30}, "red", 50) == {"blue": 35, "green": 15, "red": 50}
+    assert hz.split_traffic({"a": 50, "b": 50}, "c", 33) == {"a": 34, "b": 33, "c": 33}  # 33.5 each: one rounds up
+    assert hz.split_traffic({}, "blue", 0) == {}  # deployed, reachable only with the deployment header
+    with pytest.raises(SpecValidationError, match="no other live deployment") as info:
+        hz.split_traffic({}, "blue", 10)
+    assert info.value.field == "traffic"
+    with pytest.raises(SpecValidationError):
+        hz.split_traffic({"blue": 100}, "green", 101)
+
+
+class _Poller:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class _FakeMLClient:
+    """Records online endpoint/deployment calls; ``live`` is the endpoint's traffic in Azure (None: no endpoint)."""
+
+    def __init__(self, live=None):
+        from types import SimpleNamespace
+
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self.calls, self.live = [], live
+        client = self
+
+        def get(name):
+            client.calls.append(("get", name))
+            if client.live is None:
+                raise ResourceNotFoundError("not found")
+            return SimpleNamespace(name=name, traffic=dict(client.live), scoring_uri=URI)
+
+        def create_endpoint(endpoint):
+            client.calls.append(("endpoint", dict(endpoint.traffic)))
+            client.live = dict(endpoint.traffic)
+            return _Poller(SimpleNamespace(name=endpoint.name, traffic=dict(endpoint.traffic), scoring_uri=URI))
+
+        def create_deployment(deployment):
+            client.calls.append(("deployment", deployment.name))
+            return _Poller(deployment)
+
+        self.online_endpoints = SimpleNamespace(get=get, begin_create_or_update=create_endpoint)
+        self.online_deployments = SimpleNamespace(begin_create_or_update=create_deployment)
+
+
+def test_deploy_online_creates_endpoint_then_deployment_then_routes_traffic(serve_folder, model_folder):
+    endpoint = hz.build_online_endpoint("chest-xray")
+    client = _FakeMLClient(live=None)
+    uri = hz.deploy_online(client, endpoint, _deployment(serve_folder, model_folder, "azureml:medimg-infer:2"))
+    assert uri == URI
+    assert client.calls == [("get", "chest-xray"), ("endpoint", {}), ("deployment", "blue"),
+                            ("endpoint", {"blue": 100})]
+
+
+def test_deploy_online_canary_keeps_live_traffic_until_ready(serve_folder, model_folder):
+    endpoint = hz.build_online_endpoint("chest-xray")
+    client = _FakeMLClient(live={"blue": 100})
+    green = _deployment(serve_folder, model_folder, "azureml:medimg-infer:2", name="green")
+    hz.deploy_online(client, endpoint, green, traffic=10)
+    # the endpoint update before the deployment must not switch blue off
+    assert client.calls[1:] == [("endpoint", {"blue": 100}), ("deployment", "green"),
+                                ("endpoint", {"blue": 90, "green": 10})]
+    assert endpoint.traffic == {"blue": 90, "green": 10}
+
+
+def test_deploy_online_refuses_before_creating_anything(serve_folder, model_folder):
+    endpoint = hz.build_online_endpoint("chest-xray")
+    client = _FakeMLClient(live=None)
+    with pytest.raises(SpecValidationError) as info:
+        hz.deploy_online(client, endpoint, _deployment(serve_folder, model_folder, "azureml:e:1"), traffic=10)
+    assert info.value.field == "traffic" and client.calls == [("get", "chest-xray")]
+    with pytest.raises(SpecValidationError) as info:
+        hz.deploy_online(client, hz.build_online_endpoint("other-endpoint"),
+                         _deployment(serve_folder, model_folder, "azureml:e:1"))
+    assert info.value.field == "endpoint_name" and client.calls == [("get", "chest-xray")]

@@ -283,3 +283,75 @@ def keras_gradcam(model: Any, images: np.ndarray, output: int = 0, layer_name: s
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[..., None]
     cam = tf.image.resize(cam, x.shape[1:3], method="bilinear")[..., 0]
     return _scale_maps(cam.numpy())
+
+
+#: The PyTorch methods :func:`explain_all` runs, by the name tables show.
+ALL_METHODS = ("Grad-CAM", "Grad-CAM++", "Integrated Gradients", "Occlusion")
+
+
+def explain_all(model: nn.Module, images: np.ndarray, methods: Sequence[str] = ALL_METHODS,
+                output: int = 0) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Maps (N, H, W) of every method in ``methods`` (names of :data:`ALL_METHODS`) for logit ``output``, and the
+    seconds each took."""
+    import time
+
+    run = {
+        "Grad-CAM": lambda: gradcam(model, images, output, "gradcam"),
+        "Grad-CAM++": lambda: gradcam(model, images, output, "gradcam++"),
+        "Integrated Gradients": lambda: attribution(model, images, output, "integrated_gradients"),
+        "Occlusion": lambda: attribution(model, images, output, "occlusion", window=max(images.shape[-1] // 8, 4)),
+    }
+    unknown = sorted(set(methods) - set(run))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {list(run)}.")
+    maps, seconds = {}, {}
+    for name in methods:
+        start = time.perf_counter()
+        maps[name] = run[name]()
+        seconds[name] = time.perf_counter() - start
+    return maps, seconds
+
+
+def localisation_table(maps: dict[str, np.ndarray], boxes: np.ndarray, box_size: float | None = None,
+                       tolerance: int = POINTING_TOLERANCE, seconds: dict[str, float] | None = None) -> Any:
+    """One row per method: pointing-game hits, n, hit rate and chance (and seconds per image when given)."""
+    import pandas as pd
+
+    rows = []
+    for name, m in maps.items():
+        r = pointing_game(m, boxes, box_size=box_size, tolerance=tolerance)
+        row = {"method": name, "hits": r.hits, "n": r.n, "hit rate": round(r.hit_rate, 3), "chance": round(r.chance, 3)}
+        if seconds is not None:
+            row["s per image"] = round(seconds[name] / max(len(m), 1), 3)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def plot_explanations(images: np.ndarray, maps: dict[str, np.ndarray], boxes: np.ndarray | None = None,
+                      box_size: float | None = None, titles: Sequence[str] | None = None):
+    """A grid: one row per image (N, H, W) in [0, 1], the image then each method's map over it; lesion boxes
+    (x0, y0, x1, y1, in pixels of a ``box_size`` px image) drawn in green. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4:
+        images = images[:, 0]
+    n, cols = len(images), 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(2.2 * cols, 2.2 * n), squeeze=False)
+    scale = (images.shape[-1] / float(box_size)) if box_size else 1.0
+    for i in range(n):
+        panels = [("image", images[i])] + [(name, heatmap_overlay(images[i], m[i])) for name, m in maps.items()]
+        for j, (name, picture) in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
+            if boxes is not None and np.isfinite(boxes[i]).all():
+                x0, y0, x1, y1 = np.asarray(boxes[i], dtype=float) * scale
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="#2ca02c", linewidth=1.2))
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+            if j == 0 and titles is not None:
+                ax.set_ylabel(titles[i], fontsize=8)
+            ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -88,6 +88,12 @@ def _pil_unit(path: Path) -> np.ndarray:
         return pil_unit(img)
 
 
+def read_unit_image(path: str | Path, intensity: str = "bits") -> np.ndarray:
+    """One image file at its own size as float32 (H, W) in [0, 1], read exactly as :func:`load_images` reads it."""
+    path = Path(path)
+    return _pil_unit(path) if path.suffix.lower() in PIL_SUFFIXES else _dicom_unit(path, intensity)
+
+
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """A (H, W) float image resized to (size, size) pixels, bilinear with antialiasing (aspect ratio not kept)."""
     if image.shape == (size, size):
@@ -114,8 +120,7 @@ def load_images(paths: Sequence[str | Path], size: int = 128, intensity: str = "
     paths = [Path(p) for p in paths]
     out = np.empty((len(paths), 1, int(size), int(size)), dtype=np.float32)
     for i, path in enumerate(paths):
-        image = _pil_unit(path) if path.suffix.lower() in PIL_SUFFIXES else _dicom_unit(path, intensity)
-        out[i, 0] = resize_image(image, int(size))
+        out[i, 0] = resize_image(read_unit_image(path, intensity), int(size))
     np.clip(out, 0.0, 1.0, out=out)
     return out
 
@@ -793,6 +798,54 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[nn.Module, T
     model = build_model(config, pretrained=False)
     model.load_state_dict(stored["state_dict"])
     return to_device(model, device).eval(), config
+
+
+@dataclasses.dataclass
+class LessonModel:
+    """A chest classifier for the lessons that explain and serve one: the model, its config, the images at the
+    model's size (N, 1, S, S), the labels (N, K), row indices per split, test probabilities of the first label
+    and the training result (None when loaded from a checkpoint)."""
+
+    model: nn.Module
+    config: TrainConfig
+    images: np.ndarray
+    labels: np.ndarray
+    part: dict[str, np.ndarray]
+    p_test: np.ndarray
+    result: TrainResult | None
+
+
+def lesson_model(
+    table: pd.DataFrame,
+    label_names: Sequence[str],
+    out_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    size: int = 128,
+    epochs: int = 10,
+    seed: int = 0,
+) -> LessonModel:
+    """The checkpoint of 03_train_classifier when ``checkpoint`` is given, else a small CNN trained here on
+    ``table``'s ``train``/``val`` rows (a ``split`` column); images are read at the model's input size.
+
+    Logs to MLflow when a run is active, like :func:`train`.
+    """
+    if "split" not in table.columns:
+        raise ValueError("table needs a 'split' column (train/val/test): use helpers.datasets.splits.patient_split.")
+    if checkpoint is not None:
+        model, config = load_checkpoint(checkpoint)
+        result = None
+    else:
+        config = TrainConfig(model="small_cnn", image_size=int(size), epochs=int(epochs), batch_size=32, lr=3e-3,
+                             patience=6, label_names=tuple(label_names), seed=int(seed))
+    images = load_images(table.path, size=config.image_size)
+    labels = table[list(label_names)].to_numpy(np.float32)
+    part = {s: np.flatnonzero(table.split.to_numpy() == s) for s in ("train", "val", "test")}
+    if checkpoint is None:
+        result = train(config, (images[part["train"]], labels[part["train"]]),
+                       (images[part["val"]], labels[part["val"]]), out_dir)
+        model = result.model
+    p_test = predict(model, images[part["test"]]).reshape(len(part["test"]), -1)[:, 0]
+    return LessonModel(model.eval(), config, images, labels, part, p_test, result)
 
 
 def log_model(result: TrainResult) -> str:

@@ -164,3 +164,18 @@ def test_keras_gradcam_of_a_brightness_model_is_the_image():
     maps = explain.keras_gradcam(model, image)
     assert maps.shape == (1, 16, 16)
     np.testing.assert_allclose(maps[0], image[0, :, :, 0] / 0.5, atol=1e-5)
+
+
+def test_explain_all_and_localisation_table(blob_model):
+    images, labels, boxes = _blob_images(20, seed=7)
+    pos = labels == 1
+    maps, seconds = explain.explain_all(blob_model, images[pos], methods=("Grad-CAM", "Occlusion"))
+    assert set(maps) == set(seconds) == {"Grad-CAM", "Occlusion"}
+    assert maps["Grad-CAM"].shape == (int(pos.sum()), 48, 48)
+    table = explain.localisation_table(maps, boxes[pos], tolerance=3, seconds=seconds)
+    assert list(table.index) == ["Grad-CAM", "Occlusion"] and (table["n"] == pos.sum()).all()
+    assert table.loc["Grad-CAM", "hit rate"] == explain.pointing_game(maps["Grad-CAM"], boxes[pos], tolerance=3).hit_rate
+    fig = explain.plot_explanations(images[pos][:2], {k: v[:2] for k, v in maps.items()}, boxes[pos][:2])
+    assert len(fig.axes) == 6
+    with pytest.raises(ValueError, match="unknown methods"):
+        explain.explain_all(blob_model, images[:1], methods=("SHAP",))

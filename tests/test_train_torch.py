@@ -396,3 +396,23 @@ def test_train_from_manifest_names_a_missing_label_column(tmp_path):
     write_manifest(table[["path", "patient_id", "pneumonia"]], tmp_path / "manifest.csv", root=tmp_path)
     with pytest.raises(ValueError, match="effusion"):
         T.train_from_manifest(tmp_path, _config(label_names=("effusion",)), tmp_path / "out")
+
+
+def test_lesson_model_trains_when_no_checkpoint_and_reloads_the_same_model_from_one(tmp_path):
+    table = G.make_chest_xray(tmp_path / "cxr", n_patients=30, images_per_patient=1, size=64, difficulty=0.0, seed=1)
+    table = patient_split(table, (0.6, 0.2, 0.2), seed=0, stratify="label")
+    trained = T.lesson_model(table, ["pneumonia"], tmp_path / "run", size=32, epochs=2)
+    assert trained.result is not None and trained.images.shape == (30, 1, 32, 32)
+    assert len(trained.p_test) == len(trained.part["test"]) == (table.split == "test").sum()
+    loaded = T.lesson_model(table, ["pneumonia"], tmp_path / "unused", checkpoint=trained.result.checkpoint)
+    assert loaded.result is None and loaded.config == trained.config
+    np.testing.assert_allclose(loaded.p_test, trained.p_test, atol=1e-6)
+    with pytest.raises(ValueError, match="split"):
+        T.lesson_model(table.drop(columns="split"), ["pneumonia"], tmp_path / "x")
+
+
+def test_read_unit_image_keeps_the_file_size_and_matches_load_images(tmp_path):
+    table = G.make_chest_xray(tmp_path / "cxr", n_patients=2, images_per_patient=1, size=64, seed=2)
+    one = T.read_unit_image(table.path[0])
+    assert one.shape == (64, 64)
+    np.testing.assert_allclose(T.load_images(table.path[:1], size=64)[0, 0], np.clip(one, 0, 1))

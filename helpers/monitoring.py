@@ -122,6 +122,12 @@ def image_stats(images: Any) -> pd.DataFrame:
     return pd.DataFrame(table, columns=STAT_COLUMNS)
 
 
+def image_row(image: Any) -> dict[str, float | int]:
+    """The :func:`image_stats` row of one 2-D image as a plain dict, without building a table (a server's fast path)."""
+    stats = _block_stats(_check_range(_as_2d(image, 0)[None], 0))
+    return {k: int(v[0]) if k in ("height", "width") else float(v[0]) for k, v in stats.items()}
+
+
 # --- Drift -------------------------------------------------------------------------------------------
 
 
@@ -238,8 +244,7 @@ class RequestLog:
 
     def add(self, image: Any) -> dict[str, Any]:
         """Add one 2-D image's statistics (brightness in [0, 1]) with the current UTC time; return that row."""
-        row: dict[str, Any] = image_stats([image]).iloc[0].to_dict()
-        row["height"], row["width"] = int(row["height"]), int(row["width"])
+        row: dict[str, Any] = image_row(image)
         row["time"] = pd.Timestamp.now(tz="UTC").isoformat()
         with self._lock:
             self._rows.append(row)
@@ -277,5 +282,5 @@ class RequestLog:
 
 __all__ = [
     "MIN_INCOMING", "NEAR_BLACK", "NEAR_WHITE", "REPORT_COLUMNS", "STAT_COLUMNS", "RequestLog",
-    "drift_report", "drift_summary", "image_stats",
+    "drift_report", "drift_summary", "image_row", "image_stats",
 ]

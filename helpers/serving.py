@@ -8,6 +8,7 @@ with ``"heatmap": true``, a Grad-CAM map as a base64 8-bit PNG. Every refused re
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import contextlib
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers.errors import BadRequest, DicomError, MissingDecoderError, ServerStartError
+from helpers.errors import BadRequest, DicomError, MissingDecoderError, ServerStartError, UnsupportedImageError
 from helpers.train_torch import TrainConfig, load_checkpoint, pil_unit, resize_image
 
 #: Largest request body accepted (bytes): a 2048 x 2048 16-bit DICOM (8 MiB) in base64 fits; bigger gets 413.
@@ -44,11 +45,18 @@ MIN_SIDE, MAX_SIDE = 32, 4096
 #: Formats a request may carry, as the ``format`` field names them (sniffed from the bytes when absent).
 FORMATS = ("dicom", "png", "jpeg")
 
+#: DICOM modalities that are not projection radiographs: refused (422) rather than scored as if they were.
+NOT_RADIOGRAPHS = frozenset({"CT", "MR", "PT", "NM", "US", "MG", "XA", "RF", "OP", "IO", "SEG", "SR", "PR",
+                             "RTSTRUCT", "RTDOSE", "RTPLAN", "RTIMAGE", "ECG", "KO", "DOC"})
+
 #: Fields a request may have; any other is refused, so a typo (``"heatmaps"``) does not pass silently.
 REQUEST_FIELDS = ("image", "format", "heatmap")
 
 #: The model files :class:`Predictor` looks for in the model folder.
 CHECKPOINT_NAME, ONNX_NAME = "best.pt", "model.onnx"
+
+#: Every file :func:`export_model` writes or a lesson adds beside the model (replaced together).
+MODEL_FILES = (CHECKPOINT_NAME, ONNX_NAME, "model_card.md")
 
 RUNTIMES = ("torch", "onnx")
 
@@ -174,11 +182,18 @@ def decode_image(request: ScoreRequest) -> np.ndarray:
 
         try:
             ds = read_dicom_bytes(request.data, "the uploaded DICOM")
+            modality = str(ds.get("Modality", "") or "").upper()
+            if modality in NOT_RADIOGRAPHS:
+                raise BadRequest(f"The DICOM's Modality is {modality}; this model reads projection radiographs "
+                                 f"(CR, DX): send a chest X-ray.", 422)
             rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
             _check_side(rows, cols)
             image = unit_image(ds)
         except MissingDecoderError as exc:
             raise BadRequest(f"{exc} (on the server: the deployment's environment needs that package).", 415) from None
+        except UnsupportedImageError as exc:
+            raise BadRequest(f"The uploaded DICOM is not one greyscale image ({exc.__class__.__name__}: "
+                             f"{str(exc).split(';')[0]}); send a single-frame greyscale radiograph.", 422) from None
         except DicomError as exc:
             raise BadRequest(str(exc), 422) from None
     else:
@@ -261,6 +276,29 @@ def compare_runtimes(model: nn.Module, session: Any, images: np.ndarray) -> floa
         model.train(was_training)
 
 
+def runtime_speed(model: nn.Module, session: Any, images: np.ndarray, repeats: int = 3) -> dict[str, float]:
+    """Milliseconds per image, one image per call as a server sees them, for PyTorch and ONNX Runtime (best of
+    ``repeats`` passes over ``images`` (N, C, H, W)), and their ratio (``torch_ms / onnx_ms``)."""
+    was_training = model.training
+    model.eval()
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(int(repeats)):
+            start = time.perf_counter()
+            for k in range(len(images)):
+                fn(images[k:k + 1])
+            times.append((time.perf_counter() - start) * 1000.0 / len(images))
+        return min(times)
+
+    try:
+        torch_ms = best(lambda x: torch_probabilities(model, x))
+        onnx_ms = best(lambda x: onnx_probabilities(session, x))
+    finally:
+        model.train(was_training)
+    return {"torch_ms": torch_ms, "onnx_ms": onnx_ms, "torch_over_onnx": torch_ms / onnx_ms}
+
+
 def find_model_file(model_dir: str | Path, name: str) -> Path:
     """The file ``name`` under ``model_dir`` (Azure ML puts a registered model one or two folders down)."""
     model_dir = Path(model_dir)
@@ -275,10 +313,13 @@ def find_model_file(model_dir: str | Path, name: str) -> Path:
 
 def export_model(model: nn.Module, config: TrainConfig, out_dir: str | Path, onnx: bool = True) -> Path:
     """Write the model folder a deployment serves: ``best.pt`` (weights + config) and, with ``onnx``,
-    ``model.onnx``; return the folder."""
+    ``model.onnx``; return the folder. A previous model's files there (and its ``model_card.md``) are removed first,
+    so the folder never mixes two models."""
     from helpers.train_torch import save_checkpoint
 
     out_dir = Path(out_dir)
+    for name in MODEL_FILES:
+        (out_dir / name).unlink(missing_ok=True)
     save_checkpoint(out_dir / CHECKPOINT_NAME, model, config, epoch=0, val_auc=float("nan"))
     if onnx:
         export_onnx(model, out_dir / ONNX_NAME, config.image_size)
@@ -349,6 +390,18 @@ class Predictor:
                               "explains": self.class_names[-1] if len(self.class_names) == 2 else self.class_names[0],
                               "method": "gradcam"}
         return out
+
+
+def to_png(image: np.ndarray) -> bytes:
+    """PNG file bytes of an image: float in [0, 1] (H, W) or (H, W, 3) as 8-bit, or uint8 / uint16 as is."""
+    from PIL import Image
+
+    array = np.asarray(image)
+    if array.dtype.kind == "f":
+        array = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def heatmap_png(heatmap: np.ndarray) -> str:
@@ -441,6 +494,7 @@ class LocalServer:
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                         cwd=str(self.entry_script.parent), start_new_session=True)
         log.close()
+        atexit.register(self.stop)  # a kernel restart or a failed cell must not leave the server running
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

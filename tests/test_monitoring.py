@@ -204,3 +204,13 @@ def test_import_stays_light():
             f"print(','.join(m for m in {heavy!r} if m in sys.modules) or 'none')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "none"
+
+
+def test_image_row_equals_the_image_stats_row():
+    image = np.random.default_rng(3).random((40, 30))
+    row = monitoring.image_row(image)
+    expected = monitoring.image_stats([image]).iloc[0]
+    assert list(row) == monitoring.STAT_COLUMNS
+    for key in monitoring.STAT_COLUMNS:
+        assert row[key] == pytest.approx(float(expected[key]))
+    assert isinstance(row["height"], int) and row["height"] == 40

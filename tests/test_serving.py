@@ -153,7 +153,7 @@ def test_truncated_and_multiframe_dicom_get_422(tmp_path):
     ds.PixelData = np.zeros((3, 64, 64), np.uint16).tobytes()
     ds.save_as(tmp_path / "multi.dcm")
     frames = (tmp_path / "multi.dcm").read_bytes()
-    with pytest.raises(BadRequest, match="one greyscale frame") as info:
+    with pytest.raises(BadRequest, match="single-frame greyscale") as info:
         serving.decode_image(serving.parse_request(_body(frames)))
     assert info.value.status == 422
 
@@ -264,3 +264,52 @@ def test_server_stops_cleanly(model_dir, tmp_path):
 def test_server_that_cannot_load_its_model_reports_the_log(tmp_path):
     with pytest.raises(serving.ServerStartError, match="AZUREML_MODEL_DIR|best.pt|does not exist"):
         serving.LocalServer(SCORE, tmp_path / "missing", log_path=tmp_path / "log.txt").start(timeout=60)
+
+
+def test_runtime_speed_reports_both_runtimes_and_their_ratio(model_dir):
+    predictor = serving.Predictor.from_dir(model_dir)
+    session = serving.onnx_session(model_dir / serving.ONNX_NAME)
+    speed = serving.runtime_speed(predictor.model, session, np.zeros((4, 1, 64, 64), np.float32), repeats=2)
+    assert speed["torch_ms"] > 0 and speed["onnx_ms"] > 0
+    assert speed["torch_over_onnx"] == pytest.approx(speed["torch_ms"] / speed["onnx_ms"])
+
+
+def test_to_png_round_trips_through_decode():
+    image = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    back = serving.decode_image(serving.parse_request(serving.encode_request(serving.to_png(image))))
+    np.testing.assert_allclose(back, image, atol=0.5 / 255 + 1e-6)
+
+
+def test_export_model_replaces_a_previous_model_and_its_card(tmp_path):
+    config = TrainConfig(model="small_cnn", image_size=32, label_names=("pneumonia",))
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model_card.md").write_text("a card of another model")
+    (folder / "notes.txt").write_text("kept")
+    serving.export_model(build_model(config), config, folder, onnx=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "notes.txt"]
+
+
+def test_a_ct_slice_is_refused_as_not_a_radiograph(tmp_path):
+    path = write_dicom(tmp_path / "ct.dcm", np.zeros((64, 64), np.uint16), modality="CT", patient_id="P1",
+                       study_uid="1.2.3.4", series_uid="1.2.3.4.5")
+    with pytest.raises(BadRequest, match="Modality is CT") as info:
+        serving.decode_image(serving.parse_request(_body(path.read_bytes())))
+    assert info.value.status == 422
+
+
+def test_real_radiographs_decode_and_other_modalities_are_refused(shared_data):
+    samples = shared_data("dicom_samples", "nema_wg04_and_pydicom")
+    for name in ("RG1_JLSN.dcm", "RG2_JLSL.dcm", "RG3_J2KR.dcm"):  # JPEG-LS and JPEG 2000 radiographs
+        try:
+            image = serving.decode_image(serving.parse_request(serving.encode_request(samples / name)))
+        except BadRequest as exc:  # a missing decoder must say which package to install
+            assert exc.status == 415 and "pip install" in str(exc), str(exc)
+            continue
+        assert image.ndim == 2 and min(image.shape) > 1000 and 0 <= image.min() < image.max() <= 1
+    for name, words in (("CT_small.dcm", "Modality is CT"), ("US1_UNCR.dcm", "Modality is US")):
+        with pytest.raises(BadRequest, match=words) as info:
+            serving.decode_image(serving.parse_request(serving.encode_request(samples / name)))
+        assert info.value.status == 422
+    kermany = sorted(shared_data("chest_xray_kermany_fullres", "PNEUMONIA").glob("*.jpeg"))[0]
+    assert serving.decode_image(serving.parse_request(serving.encode_request(kermany))).ndim == 2

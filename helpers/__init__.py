@@ -8,7 +8,7 @@ Modules, by concern (data flows down this list, never up):
 
 - ``config``, ``errors``: settings, devices, versions; every exception, named for what went wrong.
 - ``dicom``, ``contours``, ``deid``, ``datasets`` (``generated``, ``registry``, ``download``, ``real``,
-  ``splits``, ``tasks``), ``knee``: files to arrays and tables.
+  ``splits``, ``tasks``), ``knee``, ``labels`` (CSV, COCO, Azure ML JSONL): files to arrays and tables.
 - ``train_torch``, ``train_fastai``, ``train_tf``, ``segmentation``, ``workshop``: training per framework (each
   imports its own).
 - ``metrics``, ``evalplots``, ``viz``, ``explain`` (Grad-CAM, captum, sanity and pointing checks): numbers and figures.

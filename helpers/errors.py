@@ -151,3 +151,11 @@ class BadRequest(MedImgError, ValueError):
 
 class ServerStartError(MedImgError, RuntimeError):
     """The local inference server did not become ready; the message holds the end of its log."""
+
+
+# --- Labels --------------------------------------------------------------------------------------
+
+
+class LabelFormatError(MedImgError, ValueError):
+    """A labels table or label file (CSV, COCO, Azure ML JSONL) is malformed; the message names the row, line or
+    annotation and what to fix."""

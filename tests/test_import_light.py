@@ -7,7 +7,7 @@ import sys
 
 LIGHT_MODULES = ["helpers", "helpers.config", "helpers.errors", "helpers.viz", "helpers.contours",
                  "helpers.nbtools", "helpers.dicom", "helpers.datasets", "helpers.deid", "helpers.metrics",
-                 "helpers.evalplots", "helpers.monitoring", "helpers.modelcard"]
+                 "helpers.evalplots", "helpers.monitoring", "helpers.modelcard", "helpers.labels"]
 
 
 def test_import_helpers_leaves_frameworks_out():

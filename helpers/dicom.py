@@ -788,6 +788,42 @@ def unit_image(ds_or_path: Dataset | str | Path) -> np.ndarray:
 
 
 
+#: File suffixes read as pictures (Pillow) rather than DICOM by :func:`read_unit_image`.
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def pil_unit(img: Any) -> np.ndarray:
+    """An open PIL image as greyscale float32 (H, W) in [0, 1] (16-bit images keep their depth; colour -> luma)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img, dtype=np.float32) / np.float32(65535.0)
+    if img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        return np.clip(arr / np.float32(top), 0.0, 1.0)
+    return np.asarray(img.convert("L"), dtype=np.float32) / np.float32(255.0)
+
+
+def read_unit_image(path: str | Path, intensity: str = "bits") -> np.ndarray:
+    """One image file at its own size as float32 (H, W) in [0, 1], bright = dense: PNG/JPEG/TIFF by suffix with
+    :func:`pil_unit`, anything else as DICOM with :func:`unit_image` (``intensity="bits"``) or the file's window
+    (:func:`display_array`, ``intensity="window"``). Multi-frame files raise UnsupportedImageError."""
+    path = Path(path)
+    if path.suffix.lower() in PIL_SUFFIXES:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return pil_unit(img)
+    if intensity not in ("bits", "window"):
+        raise ValueError(f"intensity={intensity!r}; use 'bits' (stored / bit depth) or 'window' (the file's window).")
+    ds = read_dicom(path)
+    image = display_array(ds) if intensity == "window" else unit_image(ds)
+    if image.ndim != 2:
+        raise UnsupportedImageError(
+            f"{path} holds {image.shape[0]} frames; a single-frame image is needed. Pick a frame with "
+            "helpers.dicom.pixels(path)[k] and pass arrays instead."
+        )
+    return np.asarray(image, dtype=np.float32)
+
 # --- Folders and series --------------------------------------------------------------------------
 
 

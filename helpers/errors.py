@@ -159,3 +159,8 @@ class ServerStartError(MedImgError, RuntimeError):
 class LabelFormatError(MedImgError, ValueError):
     """A labels table or label file (CSV, COCO, Azure ML JSONL) is malformed; the message names the row, line or
     annotation and what to fix."""
+
+
+class LabelJournalError(MedImgError, ValueError):
+    """A label journal (:class:`helpers.annotate.LabelStore`) is damaged before its last line, which no crash does;
+    the message names the line and byte, and the file was left unchanged."""

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from helpers.errors import BadRequest, DicomError, MissingDecoderError, ServerStartError, UnsupportedImageError
-from helpers.train_torch import TrainConfig, load_checkpoint, pil_unit, resize_image
+from helpers.dicom import pil_unit
+from helpers.train_torch import TrainConfig, load_checkpoint, resize_image
 
 #: Largest request body accepted (bytes): a 2048 x 2048 16-bit DICOM (8 MiB) in base64 fits; bigger gets 413.
 MAX_BODY_BYTES = 12 * 2**20

@@ -33,15 +33,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from helpers.config import get_device, seed_everything
-from helpers.dicom import display_array, read_dicom, unit_image
-from helpers.errors import ArtifactMissing, UnsupportedImageError, WeightsUnavailable
+from helpers.dicom import PIL_SUFFIXES, pil_unit, read_unit_image  # noqa: F401  (re-exported for the lessons)
+from helpers.errors import ArtifactMissing, WeightsUnavailable
 
 #: Architectures :func:`build_model` knows.
 MODELS = ("small_cnn", "resnet18", "densenet121")
 #: Learning-rate schedules :func:`train` knows (both stepped once per batch).
 SCHEDULES = ("onecycle", "cosine")
 #: File suffixes read with PIL; anything else is read as DICOM.
-PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: Grey-level mean and SD every model subtracts and divides by (ImageNet's RGB statistics averaged, as pretrained
 #: weights expect).
 INPUT_MEAN, INPUT_STD = 0.449, 0.226
@@ -55,43 +54,6 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds"
 
 
 # --- Images into memory ------------------------------------------------------------------------------
-
-
-def _dicom_unit(path: Path, intensity: str) -> np.ndarray:
-    """One DICOM image as float32 (H, W) in [0, 1], bright = dense (MONOCHROME1 inverted)."""
-    ds = read_dicom(path)
-    image = display_array(ds) if intensity == "window" else unit_image(ds)
-    if image.ndim != 2:
-        raise UnsupportedImageError(
-            f"{path} holds {image.shape[0]} frames; load_images takes single-frame images. Pick a frame with "
-            "helpers.dicom.pixels(path)[k] and pass arrays instead."
-        )
-    return np.asarray(image, dtype=np.float32)
-
-
-def pil_unit(img: Any) -> np.ndarray:
-    """An open PIL image as greyscale float32 (H, W) in [0, 1] (16-bit images keep their depth; colour -> luma)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(img, dtype=np.float32) / np.float32(65535.0)
-    if img.mode in ("I", "F"):
-        arr = np.asarray(img, dtype=np.float32)
-        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
-        return np.clip(arr / np.float32(top), 0.0, 1.0)
-    return np.asarray(img.convert("L"), dtype=np.float32) / np.float32(255.0)
-
-
-def _pil_unit(path: Path) -> np.ndarray:
-    """One PNG / JPEG / TIFF file as greyscale float32 (H, W) in [0, 1] (:func:`pil_unit`)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return pil_unit(img)
-
-
-def read_unit_image(path: str | Path, intensity: str = "bits") -> np.ndarray:
-    """One image file at its own size as float32 (H, W) in [0, 1], read exactly as :func:`load_images` reads it."""
-    path = Path(path)
-    return _pil_unit(path) if path.suffix.lower() in PIL_SUFFIXES else _dicom_unit(path, intensity)
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

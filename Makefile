@@ -47,6 +47,9 @@ test: $(STAMP)  ## unit tests, notebook template checks, and every notebook unde
 check: $(STAMP)  ## template check of every notebook only
 	$(PY) -m helpers.nbtools check
 
+bench: $(STAMP)  ## speed, memory and key results of everything -> benchmarks/results/<date>-<host>.{json,md} (~1 h; BENCH_ARGS="--settings quick" for ~15 min)
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
 lock:  ## re-resolve requirements/requirements.in into requirements/lock.txt in a scratch venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet -r requirements/requirements.in 2>&1 | $(QUIET_PIP)

@@ -309,8 +309,10 @@ class RunResult:
                          for r in self.key_results)
 
 
-def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: int = 1800) -> RunResult:
-    """Execute one notebook headless with papermill (fresh ``python3`` kernel, cwd = its folder)."""
+def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: int = 1800,
+                 parameters: dict[str, Any] | None = None) -> RunResult:
+    """Execute one notebook headless with papermill (fresh ``python3`` kernel, cwd = its folder); ``parameters``
+    override its parameters cell (e.g. a real data set: ``{"DATA_SOURCE": "kermany", "REAL_DATA_DIR": ...}``)."""
     import papermill as pm
 
     rel = path.relative_to(root)
@@ -320,7 +322,8 @@ def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: in
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(path), str(out_nb), kernel_name="python3", cwd=str(path.parent),
-                            progress_bar=False, log_output=False, execution_timeout=timeout)
+                            parameters=dict(parameters or {}), progress_bar=False, log_output=False,
+                            execution_timeout=timeout)
         status, error = "ok", ""
     except pm.PapermillExecutionError as exc:
         first_line = (exc.source or "").strip().splitlines()[:1]

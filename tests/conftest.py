@@ -42,3 +42,27 @@ def shared_data():
         return path
 
     return get
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh local MLflow store (a fresh data dir), no workspace, no MLflow URI override, cwd in tmp; yields its URI."""
+    import mlflow
+
+    from helpers import tracking
+    from helpers.azure import ENV_VARS
+
+    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
+    for name in (*ENV_VARS, "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(tracking.ALLOW_FILE_STORE_ENV, "true")  # restored after the test
+    monkeypatch.chdir(tmp_path)
+
+    def no_credential(*args, **kwargs):
+        raise AssertionError("DefaultAzureCredential must not be created in tests")
+
+    monkeypatch.setattr("azure.identity.DefaultAzureCredential", no_credential)
+    uri = tracking.tracking_uri("local")
+    yield uri
+    while mlflow.active_run() is not None:
+        mlflow.end_run()

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from helpers import metrics, modelcard, tracking
-from helpers.azure import ENV_VARS
 from helpers.errors import NoActiveRun
 
 #: What TrainConfig.to_dict() of helpers.train_torch logs (written out: importing torch here is not needed).
@@ -18,25 +17,6 @@ CONFIG = {
     "label_names": ["pneumonia"], "num_workers": 0, "max_minutes": None, "pos_weight": None, "width": 16,
     "device": None,
 }
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh data dir (so a fresh MLflow store), no workspace, no MLflow URI override, cwd in tmp."""
-    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
-    for name in (*ENV_VARS, "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(tracking.ALLOW_FILE_STORE_ENV, "true")  # restored after the test
-    monkeypatch.chdir(tmp_path)
-
-    def no_credential(*args, **kwargs):
-        raise AssertionError("DefaultAzureCredential must not be created in tests")
-
-    monkeypatch.setattr("azure.identity.DefaultAzureCredential", no_credential)
-    uri = tracking.tracking_uri("local")
-    yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
 
 
 def _training_run(uri: str, test_metrics: dict[str, float], data: str | None = "generated") -> str:

@@ -31,25 +31,6 @@ from helpers.errors import (  # noqa: E402
 )
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh data dir (so a fresh MLflow store), no workspace, no MLflow URI override, cwd in tmp."""
-    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
-    for name in (*ENV_VARS, "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(tracking.ALLOW_FILE_STORE_ENV, "true")  # restored after the test
-    monkeypatch.chdir(tmp_path)
-
-    def no_credential(*args, **kwargs):
-        raise AssertionError("DefaultAzureCredential must not be created in tests")
-
-    monkeypatch.setattr("azure.identity.DefaultAzureCredential", no_credential)
-    uri = tracking.tracking_uri("local")
-    yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-
-
 def _table(n_patients: int = 6) -> pd.DataFrame:
     """Two images per patient, ids with leading zeros, a patient-level split."""
     ids = [f"{i:03d}" for i in range(n_patients) for _ in range(2)]

@@ -246,8 +246,10 @@ def main() -> None:
     parser.add_argument("--host", default=f"cpu{os.cpu_count()}", help="a name for this machine in the file names")
     args = parser.parse_args()
 
-    report: dict[str, Any] = {"environment": environment(args.host), "notebooks": {}, "micro": {}, "real": {}}
-    stem = f"{report['environment']['date']}-{re.sub(r'[^A-Za-z0-9_.-]', '_', args.host)}"
+    # The environment (which imports torch) is read after the runs: a child forked from a process holding torch
+    # would inherit its resident size as the floor of its peak (ru_maxrss survives exec).
+    report: dict[str, Any] = {"notebooks": {}, "micro": {}, "real": {}}
+    stem = f"{dt.date.today().isoformat()}-{re.sub(r'[^A-Za-z0-9_.-]', '_', args.host)}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="medimg-bench-") as tmp:
         work = Path(tmp)
@@ -277,6 +279,7 @@ def main() -> None:
                 r = run_notebook_measured(nb, True, work, parameters=filled)
                 report["real"][nb] = {**r, "data": sub}
                 print(f"  {nb} on {sub}: {r['status']}, {r['seconds']:.0f} s; {_keys(r)}", flush=True)
+    report = {"environment": environment(args.host), **report}
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
     (RESULTS / f"{stem}.md").write_text(text + "\n")

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.config import data_dir  # noqa: E402
+from helpers.config import data_dir, display_path  # noqa: E402
 from helpers.datasets import generated as G  # noqa: E402
 from helpers.dicom import stable_uid, write_dicom  # noqa: E402
 
@@ -139,7 +139,7 @@ def run(repeats: int = 5, n_images: int = 200, size: int = 256, where: Path | No
         "benchmark": "generated data sets: images/s, medians over repeats, one process",
         "size": size,
         "repeats": repeats,
-        "folder": str(where),
+        "folder": display_path(where),
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()} {platform.processor()}".strip(),
         "results": results,

@@ -26,16 +26,23 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import stat
+import struct
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import convert_encodings
+from pydicom.datadict import dictionary_VR, keyword_dict
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -44,6 +51,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    PYDICOM_IMPLEMENTATION_UID,
     MediaStorageDirectoryStorage,
     generate_uid,
 )
@@ -78,6 +86,203 @@ def stable_uid(*parts: object) -> str:
     return generate_uid(entropy_srcs=[str(p) for p in parts])
 
 
+def _image_elements(
+    pixels: np.ndarray,
+    *,
+    modality: str,
+    patient_id: str,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str | None,
+    instance_number: int,
+    pixel_spacing: tuple[float, float],
+    rescale_slope: float | None,
+    rescale_intercept: float | None,
+    photometric: str,
+    bits_stored: int | None,
+    window: tuple[float, float] | None,
+    slice_position: float | None,
+    slice_thickness: float | None,
+    patient_name: str | None,
+    study_date: str,
+    series_description: str,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The data set :func:`write_dicom` writes, as keyword -> value (Image Pixel module included, the
+    Pixel Data itself not), after checking the arguments as ``pydicom``'s ``set_pixel_data`` would."""
+    if pixels.ndim != 2:
+        raise ValueError(f"write_dicom writes one greyscale frame: pixels must be 2-D, got {pixels.shape}.")
+    if pixels.dtype not in (np.uint8, np.uint16, np.int16):
+        raise ValueError(f"pixels must be uint8, uint16 or int16 stored values, got {pixels.dtype}.")
+    modality = modality.upper()
+    if modality not in SOP_CLASS_BY_MODALITY:
+        raise ValueError(f"modality {modality!r} not supported; use one of {sorted(SOP_CLASS_BY_MODALITY)}.")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(f"write_dicom writes greyscale: photometric must be MONOCHROME1 or MONOCHROME2, "
+                         f"got {photometric!r}.")
+    bits_allocated = pixels.dtype.itemsize * 8
+    if bits_stored is None:
+        bits_stored = bits_allocated
+    bits_stored = int(bits_stored)
+    if not 0 < bits_stored <= bits_allocated:
+        raise ValueError(f"bits_stored must be 1 to {bits_allocated} for {pixels.dtype} pixels, got {bits_stored}.")
+    signed = pixels.dtype.kind == "i"
+    lowest, highest = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2**bits_stored - 1)
+    if pixels.size and (int(pixels.min()) < lowest or int(pixels.max()) > highest):
+        raise ValueError(
+            f"pixel values span [{int(pixels.min())}, {int(pixels.max())}], outside [{lowest}, {highest}] that "
+            f"bits_stored={bits_stored} allows; raise bits_stored or rescale the values."
+        )
+    sop_class = SOP_CLASS_BY_MODALITY[modality]
+    sop_uid = sop_uid or stable_uid(series_uid, instance_number)
+    spacing = [float(pixel_spacing[0]), float(pixel_spacing[1])]
+    ds: dict[str, Any] = {
+        "SpecificCharacterSet": "ISO_IR 100",
+        "SOPClassUID": sop_class,
+        "SOPInstanceUID": sop_uid,
+        "Modality": modality,
+        "PatientID": patient_id,
+        "PatientName": patient_name if patient_name is not None else patient_id,
+        "StudyInstanceUID": study_uid,
+        "SeriesInstanceUID": series_uid,
+        "StudyDate": study_date,
+        "SeriesDate": study_date,
+        "ContentDate": study_date,
+        "StudyTime": "120000",
+        "SeriesTime": "120000",
+        "ContentTime": "120000",
+        "StudyID": "1",
+        "AccessionNumber": "",
+        "ReferringPhysicianName": "",
+        "SeriesNumber": 1,
+        "InstanceNumber": int(instance_number),
+        "SeriesDescription": series_description,
+        "Manufacturer": "medimg-tutorials generator",
+        "PixelSpacing": spacing,
+    }
+    if modality in ("CT", "MR"):
+        z = float(slice_position if slice_position is not None else instance_number)
+        ds.update(
+            ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            ImagePositionPatient=[0.0, 0.0, z],
+            SliceLocation=z,
+            FrameOfReferenceUID=stable_uid(study_uid, "frame-of-reference"),
+        )
+        if slice_thickness is not None:
+            ds["SliceThickness"] = float(slice_thickness)
+    if modality in ("DX", "CR"):
+        ds["ImagerPixelSpacing"] = spacing
+    if modality == "DX":
+        ds["PresentationIntentType"] = "FOR PRESENTATION"
+    if rescale_slope is not None or rescale_intercept is not None:
+        ds["RescaleSlope"] = float(rescale_slope if rescale_slope is not None else 1.0)
+        ds["RescaleIntercept"] = float(rescale_intercept if rescale_intercept is not None else 0.0)
+        ds["RescaleType"] = "HU" if modality == "CT" else "US"
+    if window is not None:
+        ds["WindowCenter"] = float(window[0])
+        ds["WindowWidth"] = float(window[1])
+    ds.update(
+        Rows=int(pixels.shape[0]),
+        Columns=int(pixels.shape[1]),
+        SamplesPerPixel=1,
+        PhotometricInterpretation=photometric,
+        BitsAllocated=bits_allocated,
+        BitsStored=bits_stored,
+        HighBit=bits_stored - 1,
+        PixelRepresentation=int(signed),
+    )
+    for keyword, value in (extra or {}).items():
+        if keyword not in _KEYWORD_TAGS:
+            raise ValueError(f"extra: {keyword!r} is not a DICOM keyword (see pydicom.datadict.keyword_dict).")
+        if _KEYWORD_TAGS[keyword] >> 16 == 0x0002 or keyword == "PixelData":
+            raise ValueError(f"extra: {keyword} is written by write_dicom itself and cannot be set through extra.")
+        ds[keyword] = value
+    return ds
+
+
+#: Tag of every public DICOM keyword (pydicom's dictionary).
+_KEYWORD_TAGS: Mapping[str, int] = keyword_dict
+#: Text encoding of the written data sets (SpecificCharacterSet ISO_IR 100, Latin-1).
+_TEXT_ENCODINGS = convert_encodings(["ISO_IR 100"])
+#: Encoded elements already seen, by (keyword, repr(value)): most elements of a series repeat from
+#: file to file, and building and encoding one through pydicom costs tens of microseconds.
+_ENCODED: dict[tuple[str, str], bytes] = {}
+_ENCODED_MAX = 4096
+_PLAIN_TYPES = (str, UID, int, float, bytes, type(None))
+#: VRs whose plain values the short path encodes itself: (pattern a value matches in full, pad byte). The
+#: patterns admit only what pydicom accepts silently (ASCII, within the VR's length, no backslash).
+_SHORT_TEXT: dict[str, tuple[re.Pattern[str], bytes]] = {
+    "UI": (re.compile(r"(?=.{1,64}$)[0-9]+(\.[0-9]+)*"), b"\x00"),
+    "CS": (re.compile(r"[A-Z0-9_][A-Z0-9_ ]{0,15}"), b" "),
+    "DA": (re.compile(r"[0-9]{8}"), b" "),
+    "TM": (re.compile(r"[0-9]{6}"), b" "),
+    "SH": (re.compile(r"[!-\[\]-~][ -\[\]-~]{0,15}"), b" "),
+    "LO": (re.compile(r"[!-\[\]-~][ -\[\]-~]{0,63}"), b" "),
+    "IS": (re.compile(r"-?[0-9]{1,10}"), b" "),
+    "DS": (re.compile(r"[-+0-9.e]{1,16}"), b" "),
+}
+
+
+def _short_text(vr: str, value: Any) -> str | None:
+    """``value`` as the text pydicom writes for it, when it is one of the plain cases of the short path."""
+    if vr == "IS":
+        text = str(value) if type(value) is int and -(2**31) <= value < 2**31 else ""
+    elif vr == "DS":
+        text = repr(value) if type(value) is float else ""  # pydicom writes a float DS as repr(float)
+    else:
+        text = value if isinstance(value, str) else ""
+    return text if _SHORT_TEXT[vr][0].fullmatch(text) else None
+
+
+def _short_path(tag: int, vr: str, value: Any) -> bytes | None:
+    """The element's bytes for plain valid values of the common VRs (2-byte length form), else None."""
+    if vr not in _SHORT_TEXT:
+        return None
+    texts = [_short_text(vr, v) for v in (value if type(value) is list else [value])]
+    if not texts or None in texts:
+        return None
+    data = "\\".join(texts).encode("ascii")  # type: ignore[arg-type]
+    if len(data) % 2:
+        data += _SHORT_TEXT[vr][1]
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(data)) + data
+
+
+@lru_cache(maxsize=None)
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    """(tag, VR) of a public keyword, from pydicom's dictionary."""
+    tag = _KEYWORD_TAGS[keyword]
+    return tag, dictionary_VR(tag)
+
+
+def _element_bytes(keyword: str, value: Any, context: Dataset | None = None) -> bytes:
+    """One element exactly as pydicom writes it in Explicit VR Little Endian (Latin-1 text).
+
+    Plain valid UIDs, codes, dates, times, short texts and numbers are encoded here (a test holds them
+    byte-equal to pydicom's output); everything else goes through pydicom's own ``DataElement`` and
+    ``write_data_element``. Values of plain types (str, int, float, None and lists of them) are cached.
+    An ambiguous VR ("US or SS") is resolved by pydicom from ``context`` (PixelRepresentation...).
+    """
+    tag, vr = _tag_vr(keyword)
+    plain = all(type(v) in _PLAIN_TYPES for v in value) if type(value) is list else type(value) in _PLAIN_TYPES
+    key = (keyword, repr(value)) if plain and len(vr) == 2 else None
+    if key is not None and (hit := _ENCODED.get(key)) is not None:
+        return hit
+    encoded = _short_path(tag, vr, value) if key is not None else None
+    if encoded is None:
+        elem = DataElement(tag, vr, value)
+        if len(vr) != 2:
+            elem = correct_ambiguous_vr_element(elem, context or Dataset(), True)
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        write_data_element(fp, elem, _TEXT_ENCODINGS)
+        encoded = fp.getvalue()
+    if key is not None:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[key] = encoded
+    return encoded
+
+
 def write_dicom(
     path: str | Path,
     pixels: np.ndarray,
@@ -107,80 +312,47 @@ def write_dicom(
     physical value = stored * ``rescale_slope`` + ``rescale_intercept`` (CT: HU). ``pixel_spacing`` is
     (row, column) spacing in mm. ``window`` is (center, width) in physical units. ``slice_position``
     (mm along the slice normal) sets ImagePositionPatient for axial / short-axis stacks. ``extra``
-    sets any further attributes by keyword, last. Returns ``path``.
+    sets any further attributes by keyword (sequences too), last. Returns ``path``.
+
+    The file is byte for byte what ``Dataset.save_as(path, enforce_file_format=True)`` writes for the
+    same data set (a test checks it), but each element is encoded once by pydicom and its bytes
+    reused while it repeats, so writing a series costs a tenth of building and saving a ``Dataset``
+    per file: generated sets are limited by their pixels, not their headers.
     """
     pixels = np.asarray(pixels)
-    if pixels.ndim != 2:
-        raise ValueError(f"write_dicom writes one greyscale frame: pixels must be 2-D, got {pixels.shape}.")
-    if pixels.dtype not in (np.uint8, np.uint16, np.int16):
-        raise ValueError(f"pixels must be uint8, uint16 or int16 stored values, got {pixels.dtype}.")
-    modality = modality.upper()
-    if modality not in SOP_CLASS_BY_MODALITY:
-        raise ValueError(f"modality {modality!r} not supported; use one of {sorted(SOP_CLASS_BY_MODALITY)}.")
-    sop_class = SOP_CLASS_BY_MODALITY[modality]
-    sop_uid = sop_uid or stable_uid(series_uid, instance_number)
-    path = Path(path)
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
-    ds.Modality = modality
-    ds.PatientID = patient_id
-    ds.PatientName = patient_name if patient_name is not None else patient_id
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.StudyDate = study_date
-    ds.SeriesDate = study_date
-    ds.ContentDate = study_date
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-    ds.StudyID = "1"
-    ds.AccessionNumber = ""
-    ds.ReferringPhysicianName = ""
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = int(instance_number)
-    ds.SeriesDescription = series_description
-    ds.Manufacturer = "medimg-tutorials generator"
-    ds.PixelSpacing = [float(pixel_spacing[0]), float(pixel_spacing[1])]
-    if modality in ("CT", "MR"):
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        z = float(slice_position if slice_position is not None else instance_number)
-        ds.ImagePositionPatient = [0.0, 0.0, z]
-        ds.SliceLocation = z
-        ds.FrameOfReferenceUID = stable_uid(study_uid, "frame-of-reference")
-        if slice_thickness is not None:
-            ds.SliceThickness = float(slice_thickness)
-    if modality in ("DX", "CR"):
-        ds.ImagerPixelSpacing = ds.PixelSpacing
-        ds.PresentationIntentType = "FOR PRESENTATION" if modality == "DX" else None
-        if ds.PresentationIntentType is None:
-            del ds.PresentationIntentType
-    if rescale_slope is not None or rescale_intercept is not None:
-        ds.RescaleSlope = float(rescale_slope if rescale_slope is not None else 1.0)
-        ds.RescaleIntercept = float(rescale_intercept if rescale_intercept is not None else 0.0)
-        ds.RescaleType = "HU" if modality == "CT" else "US"
-    if window is not None:
-        ds.WindowCenter = float(window[0])
-        ds.WindowWidth = float(window[1])
-
-    if bits_stored is None:
-        bits_stored = 8 if pixels.dtype == np.uint8 else 16
-    # generate_instance_uid=False: keep ``sop_uid`` (pydicom would otherwise replace it with a random UID).
-    ds.set_pixel_data(
-        pixels, photometric_interpretation=photometric, bits_stored=bits_stored, generate_instance_uid=False
+    elements = _image_elements(
+        pixels, modality=modality, patient_id=patient_id, study_uid=study_uid, series_uid=series_uid,
+        sop_uid=sop_uid, instance_number=instance_number, pixel_spacing=pixel_spacing,
+        rescale_slope=rescale_slope, rescale_intercept=rescale_intercept, photometric=photometric,
+        bits_stored=bits_stored, window=window, slice_position=slice_position, slice_thickness=slice_thickness,
+        patient_name=patient_name, study_date=study_date, series_description=series_description, extra=extra,
     )
-
-    for keyword, value in (extra or {}).items():
-        setattr(ds, keyword, value)
-
+    context = None
+    if any(len(_tag_vr(k)[1]) != 2 for k in elements):
+        context = Dataset()
+        context.PixelRepresentation, context.BitsAllocated = elements["PixelRepresentation"], elements["BitsAllocated"]
+    body = [_element_bytes(k, v, context) for k, v in sorted(elements.items(), key=lambda kv: _tag_vr(kv[0])[0])]
+    meta = b"".join(
+        _element_bytes(k, v)
+        for k, v in (
+            ("FileMetaInformationVersion", b"\x00\x01"),
+            ("MediaStorageSOPClassUID", elements["SOPClassUID"]),
+            ("MediaStorageSOPInstanceUID", elements["SOPInstanceUID"]),
+            ("TransferSyntaxUID", ExplicitVRLittleEndian),
+            ("ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID),
+            ("ImplementationVersionName", f"PYDICOM {'.'.join(pydicom.__version_info__)}"),
+        )
+    )
+    data = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
+    if len(data) % 2:
+        data += b"\x00"
+    pixel_header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB" if pixels.dtype.itemsize == 1 else b"OW", 0, len(data))
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    with open(path, "wb") as f:
+        f.write(b"".join([bytes(128), b"DICM", _element_bytes("FileMetaInformationGroupLength", len(meta)), meta,
+                          *body, pixel_header]))
+        f.write(data)
     return path
 
 

@@ -175,6 +175,106 @@ def test_enhanced_multi_frame_rescale_per_frame(tmp_path):
     np.testing.assert_array_equal(hu[:, 0, 0], [-900, -901, -902])
 
 
+# --- write_dicom's encoder against pydicom's own writer ------------------------------------------
+
+
+def _pydicom_saved(tmp_path: Path, pixels: np.ndarray, **kw) -> bytes:
+    """The file pydicom itself writes for the data set write_dicom describes: every element set on a
+    ``Dataset`` by keyword, the pixels as Pixel Data, ``save_as(enforce_file_format=True)``."""
+    import inspect
+
+    bound = inspect.signature(dicom.write_dicom).bind(tmp_path / "unused.dcm", pixels, **kw)
+    bound.apply_defaults()
+    args = {k: v for k, v in bound.arguments.items() if k not in ("path", "pixels")}
+    elements = dicom._image_elements(np.asarray(pixels), **args)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = elements["SOPClassUID"]
+    ds.file_meta.MediaStorageSOPInstanceUID = elements["SOPInstanceUID"]
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    data = np.ascontiguousarray(pixels).tobytes()
+    ds.PixelData = data + b"\x00" * (len(data) % 2)
+    ds["PixelData"].VR = "OB" if pixels.dtype.itemsize == 1 else "OW"
+    out = tmp_path / "pydicom.dcm"
+    ds.save_as(out, enforce_file_format=True)
+    return out.read_bytes()
+
+
+WRITE_CASES = {
+    "dx_12_bit": (np.arange(64, dtype=np.uint16).reshape(8, 8) * 60, dict(
+        modality="DX", bits_stored=12, window=(2048, 4096), pixel_spacing=(0.1389, 0.1389),
+        extra={"BodyPartExamined": "CHEST", "ViewPosition": "PA", "PatientOrientation": ["L", "F"]})),
+    "ct_signed_rescaled": (np.array([[-2000, 0], [5, 3071]], np.int16), dict(
+        modality="CT", rescale_slope=1.0, rescale_intercept=-1024.0, slice_position=-37.5, slice_thickness=5.0,
+        window=(40.0, 80.0), extra={"ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"], "KVP": 120.0,
+                                    "SmallestImagePixelValue": -2000})),  # ambiguous VR (US or SS): SS here
+    "mr_latin1_name_and_sequence": (np.full((4, 6), 900, np.int16), dict(
+        modality="MR", patient_name="Müller^Jürgen", series_description="SA cine (généré)",
+        extra={"OtherPatientIDsSequence": [Dataset()], "ImageComments": "back\\slash and  spaces ",
+               "SpacingBetweenSlices": 10.0, "InstitutionName": ""})),
+    "ot_8_bit_odd_size": (np.arange(9, dtype=np.uint8).reshape(3, 3), dict(
+        modality="OT", photometric="MONOCHROME1", instance_number=2**31 - 1, study_date="20241231",
+        extra={"BurnedInAnnotation": "YES", "ConversionType": "WSD", "AccessionNumber": None})),
+    "cr_long_uid_and_tiny_numbers": (np.zeros((2, 2), np.uint16), dict(
+        modality="CR", sop_uid="1.2.826.0.1.3680043.8.498." + "9" * 38, pixel_spacing=(1e-05, 123456.789),
+        window=(-0.5, 1e300))),  # 1e300: repr longer than DS allows, so pydicom's own path (and its warning)
+}
+
+
+@pytest.mark.parametrize("name", list(WRITE_CASES))
+def test_write_dicom_is_byte_for_byte_what_pydicom_writes(tmp_path, name):
+    pixels, kw = WRITE_CASES[name]
+    kw = dict(patient_id="P1", study_uid=STUDY, series_uid=SERIES, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the over-long DS on both sides alike
+        ours = dicom.write_dicom(tmp_path / "ours.dcm", pixels, **kw).read_bytes()
+        ours_again = dicom.write_dicom(tmp_path / "again.dcm", pixels, **kw).read_bytes()  # from the element cache
+        theirs = _pydicom_saved(tmp_path, pixels, **kw)
+    assert ours == theirs == ours_again
+    ds = pydicom.dcmread(tmp_path / "ours.dcm")
+    np.testing.assert_array_equal(ds.pixel_array, pixels)
+    assert ds.PatientName == kw.get("patient_name", "P1")
+
+
+def test_write_dicom_matches_pydicom_for_random_values(tmp_path):
+    """The short path (UIDs, codes, dates, numbers encoded without pydicom) against pydicom, 60 random files."""
+    rng = np.random.default_rng(7)
+    for i in range(60):
+        pixels = rng.integers(0, 4096, (3, 5)).astype(np.uint16)
+        kw = dict(
+            modality=str(rng.choice(["CT", "MR", "DX", "CR", "OT"])), patient_id=f"P{rng.integers(10**6)}",
+            study_uid=dicom.stable_uid("study", i), series_uid=f"1.2.{rng.integers(1, 10**9)}", bits_stored=12,
+            instance_number=int(rng.integers(-5, 10**6)),
+            pixel_spacing=(float(rng.uniform(0.1, 2.0)), round(float(rng.uniform(0.1, 2.0)), 4)),
+            window=(float(rng.normal(0, 1000)), float(rng.integers(1, 4096))),
+            slice_position=float(rng.normal(0, 100)), rescale_slope=float(rng.choice([1.0, 0.5, 2.5])),
+            rescale_intercept=float(rng.integers(-1024, 0)), study_date=f"20{rng.integers(10, 30)}0{rng.integers(1, 9)}15",
+            series_description=str(rng.choice(["", "AX", "a b c", "x" * 64])),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours = dicom.write_dicom(tmp_path / "ours.dcm", pixels, **kw).read_bytes()
+            theirs = _pydicom_saved(tmp_path, pixels, **kw)
+        assert ours == theirs, kw
+
+
+def test_write_dicom_refuses_bad_extras_and_out_of_range_pixels(tmp_path):
+    args = dict(modality="OT", patient_id="P", study_uid=STUDY, series_uid=SERIES)
+    with pytest.raises(ValueError, match="'BodyPart' is not a DICOM keyword"):
+        dicom.write_dicom(tmp_path / "a.dcm", np.zeros((2, 2), np.uint8), extra={"BodyPart": "CHEST"}, **args)
+    with pytest.raises(ValueError, match="TransferSyntaxUID is written by write_dicom itself"):
+        dicom.write_dicom(tmp_path / "a.dcm", np.zeros((2, 2), np.uint8), extra={"TransferSyntaxUID": "1.2"}, **args)
+    with pytest.raises(ValueError, match=r"span \[0, 4096\], outside \[0, 4095\].*bits_stored=12"):
+        dicom.write_dicom(tmp_path / "a.dcm", np.array([[0, 4096]], np.uint16), bits_stored=12, **args)
+    with pytest.raises(ValueError, match="bits_stored must be 1 to 8"):
+        dicom.write_dicom(tmp_path / "a.dcm", np.zeros((2, 2), np.uint8), bits_stored=12, **args)
+    with pytest.raises(ValueError, match="photometric must be MONOCHROME1 or MONOCHROME2"):
+        dicom.write_dicom(tmp_path / "a.dcm", np.zeros((2, 2), np.uint8), photometric="RGB", **args)
+    assert not (tmp_path / "a.dcm").exists()  # nothing half-written
+
+
 # --- windows and display ------------------------------------------------------------------------
 
 

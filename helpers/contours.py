@@ -43,7 +43,7 @@ def write_contour(path: str | Path, points: np.ndarray) -> Path:
         raise ContourError(f"points must have shape (N>=3, 2), got {points.shape}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{x:.2f} {y:.2f}\n" for x, y in points))
+    path.write_text(("%.2f %.2f\n" * len(points)) % tuple(points.ravel().tolist()))  # one format call: fast
     return path
 
 

@@ -140,6 +140,21 @@ def test_in_memory_sets_are_deterministic(synth, kwargs):
     assert first.images.dtype == np.float32 and first.images.shape[0] == len(first.table)
 
 
+def test_cardiac_slices_do_not_depend_on_what_was_made_before():
+    """The per-patient cache (anatomy and body drawn once) gives each slice the same pixels whatever the order,
+    and no slice changes the cached body another slice starts from."""
+    args = dict(size=64, difficulty=0.5, n_slices=4)
+    P._cardiac_patient.cache_clear()
+    forward = [P.cardiac_mr_slice(patient_seed=(1, 2, p), slice_index=k, **args).image for p in range(3) for k in range(4)]
+    P._cardiac_patient.cache_clear()
+    backward = [P.cardiac_mr_slice(patient_seed=(1, 2, p), slice_index=k, **args).image
+                for p in reversed(range(3)) for k in reversed(range(4))][::-1]
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a, b)
+    assert not P._cardiac_patient((1, 2, 0), 64).body.flags.writeable
+    assert not np.array_equal(forward[0], forward[1])  # slices of one patient still differ
+
+
 def test_in_memory_images_are_the_written_ones(tmp_path):
     kwargs = dict(n_patients=2, images_per_patient=2, size=64, fracture_fraction=0.5, seed=5)
     table = G.make_knee_xray(tmp_path, **kwargs)

@@ -346,15 +346,27 @@ def _paste(size: int, part: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
     return full
 
 
-def _polar_shape(dx: np.ndarray, dy: np.ndarray, radius: float, coeffs: Sequence[tuple[float, float]]) -> np.ndarray:
-    """Radial signed distance (px) to the star shape r(t) = radius (1 + sum_k a_k cos(k t - p_k)), k = 1.."""
+def _polar_basis(dx: np.ndarray, dy: np.ndarray, n: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Radius (px) and the harmonics (cos k t, sin k t), k = 1..n, of the angle t of points (dx, dy) from a centre:
+    what :func:`_polar_shape` needs, computed once for shapes sharing a centre (endo- and epicardium)."""
     rho = np.sqrt(dx * dx + dy * dy) + F32(1e-6)
     c, s = dx / rho, dy / rho
+    harmonics = [(c, s)]
     ck, sk = c, s
+    for _ in range(1, n):
+        ck, sk = ck * c - sk * s, sk * c + ck * s
+        harmonics.append((ck, sk))
+    return rho, harmonics
+
+
+def _polar_shape(
+    basis: tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]], radius: float, coeffs: Sequence[tuple[float, float]]
+) -> np.ndarray:
+    """Radial signed distance (px) to the star shape r(t) = radius (1 + sum_k a_k cos(k t - p_k)), k = 1..,
+    from a :func:`_polar_basis` with at least ``len(coeffs)`` harmonics."""
+    rho, harmonics = basis
     factor = np.ones_like(rho)
-    for k, (amp, phase) in enumerate(coeffs, start=1):
-        if k > 1:
-            ck, sk = ck * c - sk * s, sk * c + ck * s
+    for (amp, phase), (ck, sk) in zip(coeffs, harmonics):
         if amp:
             factor += F32(amp) * (ck * F32(np.cos(phase)) + sk * F32(np.sin(phase)))
     return rho - F32(radius) * factor
@@ -996,7 +1008,8 @@ def head_ct_slice(
         w_in = (F32(1.0) - wq) * r_eff  # px inside the inner table
         if haemorrhage == "intraparenchymal":
             y, x = _axes(size)
-            part = _soft(_polar_shape(x[:, cols] - F32(lx), y[rows] - F32(ly), rr, ip_coeffs), 1.0)
+            basis = _polar_basis(x[:, cols] - F32(lx), y[rows] - F32(ly), len(ip_coeffs))
+            part = _soft(_polar_shape(basis, rr, ip_coeffs), 1.0)
         else:
             cosd = (wu * F32(np.cos(sd_angle) / a_px) + wv * F32(np.sin(sd_angle) / b_px)) / (wq + F32(1e-6))
             taper = np.sqrt(np.clip((cosd - F32(np.cos(sd_half))) * F32(1.0 / (1.0 - np.cos(sd_half))), 0.0, 1.0))
@@ -1054,26 +1067,33 @@ def head_ct_slice(
 # --- cardiac MR --------------------------------------------------------------------------------
 
 
-def cardiac_mr_slice(
-    *,
-    size: int = 256,
-    difficulty: float = 0.5,
-    patient_seed: Sequence[int] = (0,),
-    slice_index: int = 0,
-    n_slices: int = 10,
-) -> Phantom:
-    """One short-axis SSFP cine-like MR slice (float32 signal, about 0-1000 like the Sunnybrook int16 files).
+@dataclass(frozen=True)
+class _CardiacPatient:
+    """A cardiac MR patient's anatomy and contrast (drawn once), and the slice-independent body image."""
 
-    Slice 0 is basal, the last apical. ``masks``: ``blood_pool`` (LV cavity, inside the endocardial
-    contour, papillary muscles included as in Sunnybrook), ``myocardium`` (between endo- and
-    epicardial contours), ``rv``. ``info``: ``icontour`` and ``ocontour`` as ``(N, 2)`` (x, y) px
-    arrays tracing the boundaries the masks are filled from, ``pixel_spacing_mm``,
-    ``slice_position_mm``, ``lv_cx``, ``lv_cy``.
-    """
-    d = float(np.clip(difficulty, 0.0, 1.0))
-    ra, ri = _rng(patient_seed, 0), _rng(patient_seed, 2, slice_index)
+    spacing: float
+    z0: float
+    lvx: float
+    lvy: float
+    r_base_mm: float
+    wall_mm: float
+    shape: list[tuple[float, float]]
+    wall_shape: list[tuple[float, float]]
+    blood_level: float
+    myo_level: float
+    fat_level: float
+    rv_angle: float
+    bias_seed: int
+    pap_angles: np.ndarray
+    body: np.ndarray
+
+
+@lru_cache(maxsize=2)
+def _cardiac_patient(patient_seed: tuple[int, ...], size: int) -> _CardiacPatient:
+    """The patient-level draws of :func:`cardiac_mr_slice` and its body image (read-only), cached: every
+    slice of a patient shares them, so a series pays for the body once instead of once a slice."""
+    ra = _rng(patient_seed, 0)
     step = _step(size)
-
     spacing = round(ra.uniform(1.25, 1.5), 4)
     z0 = ra.uniform(-60.0, 0.0)
     lvx = size * (0.53 + ra.uniform(-0.05, 0.05))
@@ -1092,17 +1112,6 @@ def cardiac_mr_slice(
     bias_seed = int(ra.integers(2**31))
     pap_angles = ra.uniform(0.0, 2 * np.pi, 2)
 
-    frac = slice_index / max(n_slices - 1, 1)
-    r_endo = r_base_mm * (1.0 - 0.62 * frac**1.4) / spacing  # px
-    wall = wall_mm * (1.0 + 0.1 * frac) / spacing
-    drift = ri.normal(0.0, 0.6, 2)
-    cx, cy = lvx + 1.5 * frac * size / 64 + drift[0], lvy + frac * size / 64 + drift[1]
-    z_mm = round(z0 + 10.0 * slice_index, 3)
-
-    # Blood-myocardium contrast and edge sharpness fall with difficulty.
-    blood = myo_level + (blood_level - myo_level) * (1.0 - 0.55 * d)
-    edge = 0.8 + 1.2 * d
-
     # Body (low resolution): subcutaneous fat, lungs either side, liver at the lower left.
     u, v = _frame(size, size / 2, size / 2, 0.0, 1.0, step)
     r_body = F32(np.sqrt(body_a * body_b))
@@ -1119,6 +1128,47 @@ def cardiac_mr_slice(
     lvq += np.square((v - F32(0.7 * body_b)) * F32(1.0 / (0.45 * body_b)))
     img += _soft((np.sqrt(lvq) - F32(1.0)) * F32(0.4 * body_a), 3.0) * inner * (F32(liver_level) - img)
     img = _up(img, step)
+    img.flags.writeable = False
+    return _CardiacPatient(
+        spacing, z0, lvx, lvy, r_base_mm, wall_mm, shape, wall_shape, blood_level, myo_level, fat_level,
+        float(rv_angle), bias_seed, pap_angles, img,
+    )
+
+
+def cardiac_mr_slice(
+    *,
+    size: int = 256,
+    difficulty: float = 0.5,
+    patient_seed: Sequence[int] = (0,),
+    slice_index: int = 0,
+    n_slices: int = 10,
+) -> Phantom:
+    """One short-axis SSFP cine-like MR slice (float32 signal, about 0-1000 like the Sunnybrook int16 files).
+
+    Slice 0 is basal, the last apical. ``masks``: ``blood_pool`` (LV cavity, inside the endocardial
+    contour, papillary muscles included as in Sunnybrook), ``myocardium`` (between endo- and
+    epicardial contours), ``rv``. ``info``: ``icontour`` and ``ocontour`` as ``(N, 2)`` (x, y) px
+    arrays tracing the boundaries the masks are filled from, ``pixel_spacing_mm``,
+    ``slice_position_mm``, ``lv_cx``, ``lv_cy``.
+    """
+    d = float(np.clip(difficulty, 0.0, 1.0))
+    pt = _cardiac_patient(tuple(int(s) for s in patient_seed), int(size))
+    ri = _rng(patient_seed, 2, slice_index)
+    spacing, shape, wall_shape, myo_level, fat_level = pt.spacing, pt.shape, pt.wall_shape, pt.myo_level, pt.fat_level
+    rv_angle, pap_angles = pt.rv_angle, pt.pap_angles
+
+    frac = slice_index / max(n_slices - 1, 1)
+    r_endo = pt.r_base_mm * (1.0 - 0.62 * frac**1.4) / spacing  # px
+    wall = pt.wall_mm * (1.0 + 0.1 * frac) / spacing
+    drift = ri.normal(0.0, 0.6, 2)
+    cx, cy = pt.lvx + 1.5 * frac * size / 64 + drift[0], pt.lvy + frac * size / 64 + drift[1]
+    z_mm = round(pt.z0 + 10.0 * slice_index, 3)
+
+    # Blood-myocardium contrast and edge sharpness fall with difficulty.
+    blood = myo_level + (pt.blood_level - myo_level) * (1.0 - 0.55 * d)
+    edge = 0.8 + 1.2 * d
+
+    img = pt.body.copy()
 
     # Heart (full resolution, in a window): pericardial fat, RV crescent, myocardium, LV blood pool.
     rv_dx, rv_dy = np.cos(rv_angle), np.sin(rv_angle)
@@ -1127,9 +1177,10 @@ def cardiac_mr_slice(
     rows, cols = _window(cx + rv_dx * r_epi * 0.9, cy + rv_dy * r_epi * 0.9, half, size)
     y, x = _axes(size)
     dx, dy = x[:, cols] - F32(cx), y[rows] - F32(cy)
-    d_endo = _polar_shape(dx, dy, r_endo, shape)
     epi_coeffs = _epi_coeffs(shape, r_endo, wall, wall_shape)
-    d_epi = _polar_shape(dx, dy, r_epi, epi_coeffs)
+    basis = _polar_basis(dx, dy, max(len(shape), len(epi_coeffs)))  # one centre: shared by both walls
+    d_endo = _polar_shape(basis, r_endo, shape)
+    d_epi = _polar_shape(basis, r_epi, epi_coeffs)
     part = img[rows, cols]
     part += _soft(d_epi - F32(4.0), 2.0) * (F32(fat_level * 0.8) - part)
     rvx, rvy = rv_dx * r_epi * 0.85, rv_dy * r_epi * 0.85
@@ -1154,7 +1205,7 @@ def cardiac_mr_slice(
     img[rows, cols] = part
 
     # Coil bias field, then Rician noise (the magnitude of complex Gaussian noise).
-    img *= bias_field(np.random.default_rng(bias_seed), size, 0.1 + 0.35 * d, 0.6 * d)
+    img *= bias_field(np.random.default_rng(pt.bias_seed), size, 0.1 + 0.35 * d, 0.6 * d)
     sigma = F32(8.0 + 45.0 * d)
     real = gaussian_noise(ri, (size, size))
     real *= sigma

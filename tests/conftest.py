@@ -1,12 +1,37 @@
 """Shared fixtures: where ../shared/data is (tests that need it skip with a reason), and an isolated
-data folder so tests never write into the user's cache."""
+data folder so tests never write into the user's cache. Also makes TensorFlow wait for torchvision (below)."""
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+
+class _TorchvisionBeforeTensorflow(importlib.abc.MetaPathFinder):
+    """Import torchvision (when installed) just before TensorFlow is first imported, then step aside.
+
+    One test session runs PyTorch and TensorFlow tests in one process. torchvision imported *after*
+    TensorFlow loads triton through ``torch._dynamo`` and crashes the process (segmentation fault), so
+    ``pytest tests/test_train_tf.py tests/test_workshop.py`` died while the whole suite, whose earlier files
+    happen to import torchvision first, passed. Sessions that never import TensorFlow pay nothing.
+    Notebooks are unaffected: each runs in its own kernel with one framework.
+    """
+
+    def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201 (importlib's protocol)
+        if name == "tensorflow":
+            sys.meta_path.remove(self)
+            if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is not None:
+                import torchvision  # noqa: F401
+        return None
+
+
+if "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _TorchvisionBeforeTensorflow())
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Small real subsets for development; see ../shared/data/README.md. Override with MEDIMG_SHARED_DATA.
@@ -66,3 +91,16 @@ def store(tmp_path, monkeypatch):
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch work on one thread (restored after): tiny batches gain nothing from two, and when
+    another job shares the CPU, OpenMP threads waiting on each other made a file 3x slower (47 s vs 14 s).
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,14 +23,7 @@ from helpers import train_torch as T
 SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Run this module's torch work on one thread (restored after): tiny batches gain nothing from two, and when
-    another job shares the CPU, OpenMP threads waiting on each other made the file 3x slower (47 s vs 14 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ from helpers.dicom import window
 from helpers.errors import DownloadUnavailable, UnsupportedImageError, WeightsUnavailable
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- HU colour coding ------------------------------------------------------------------------------------

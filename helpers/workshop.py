@@ -602,43 +602,56 @@ def _read_out(experiment: Experiment, seed: int, history: pd.DataFrame, probs: n
                          per_class_accuracy(y_test, pred, classes), table, float(np.mean(pred == y_test)), head, seconds)
 
 
+def run_family(
+    experiments: Sequence[Experiment], features: Mapping[bool, np.ndarray], labels: Sequence[int], seed: int = 0,
+    groups: Sequence[Any] | None = None, lr: float = TM_LEARNING_RATE, batch_size: int = TM_BATCH_SIZE,
+    classes: Sequence[str] = CLASSES, on_epoch: Callable[[pd.DataFrame], None] | None = None,
+) -> list[ExperimentRun]:
+    """Experiments that differ only in their number of epochs (the workshop's 3 and 4), from ONE training run of
+    the longest: the others are read from its earlier epochs, which is exactly what training them alone gives
+    (same seed, same images, same batches). Runs come back in the order given. See :func:`run_experiment`."""
+    if not experiments:
+        raise ValueError("run_family needs at least one experiment.")
+    longest = max(experiments, key=lambda e: e.epochs)
+    for other in experiments:
+        if (other.counts, other.colour) != (longest.counts, longest.colour):
+            raise ValueError(f"{other.name!r} is not {longest.name!r} with fewer epochs.")
+    if longest.colour not in features:
+        raise ValueError(f"Experiment {longest.name!r} needs the {'colour-coded' if longest.colour else 'plain'} "
+                         "features of the pool.")
+    labels = np.asarray(labels)
+    chosen = sample_counts(labels, longest.counts, seed)
+    y = labels[chosen]
+    test = holdout_per_class(y, seed=seed, groups=None if groups is None else np.asarray(groups, dtype=object)[chosen])
+    x = features[longest.colour][chosen]
+    result = train_head(x[~test], y[~test], x[test], y[test], len(classes), longest.epochs, batch_size, lr,
+                        seed=seed, on_epoch=on_epoch, snapshots=[e.epochs for e in experiments if e is not longest])
+    per_epoch = result.seconds / longest.epochs
+    return [
+        _read_out(e, seed, result.history, result.test_probs, y[test], result.head, result.seconds, classes)
+        if e is longest else
+        _read_out(e, seed, result.history, result.probs_at[e.epochs], y[test], result.head, per_epoch * e.epochs,
+                  classes)
+        for e in experiments
+    ]
+
+
 def run_experiment(
     experiment: Experiment, features: Mapping[bool, np.ndarray], labels: Sequence[int], seed: int = 0,
     groups: Sequence[Any] | None = None, lr: float = TM_LEARNING_RATE, batch_size: int = TM_BATCH_SIZE,
     classes: Sequence[str] = CLASSES, on_epoch: Callable[[pd.DataFrame], None] | None = None,
-    shorter: Sequence[Experiment] = (),
-) -> ExperimentRun | list[ExperimentRun]:
+) -> ExperimentRun:
     """Draw the experiment's images from the pool (``features[colour]``: the pool's features without and with
     colour coding, rows aligned with ``labels``), hold out 15% of each class (by patient when ``groups``),
-    train the head, and read out what Teachable Machine showed.
-
-    ``shorter``: experiments that differ from this one only in fewer epochs (the workshop's experiments 3 and 4).
-    They are read from this run's earlier epochs, which is exactly what training them alone gives (same seed,
-    same images, same batches), and the runs are returned as a list, this experiment's last."""
-    for other in shorter:
-        if (other.counts, other.colour) != (experiment.counts, experiment.colour) or other.epochs > experiment.epochs:
-            raise ValueError(f"{other.name!r} is not {experiment.name!r} with fewer epochs.")
-    if experiment.colour not in features:
-        raise ValueError(f"Experiment {experiment.name!r} needs the {'colour-coded' if experiment.colour else 'plain'} "
-                         "features of the pool.")
-    labels = np.asarray(labels)
-    chosen = sample_counts(labels, experiment.counts, seed)
-    y = labels[chosen]
-    test = holdout_per_class(y, seed=seed, groups=None if groups is None else np.asarray(groups, dtype=object)[chosen])
-    x = features[experiment.colour][chosen]
-    result = train_head(x[~test], y[~test], x[test], y[test], len(classes), experiment.epochs, batch_size, lr,
-                        seed=seed, on_epoch=on_epoch, snapshots=[e.epochs for e in shorter])
-    per_epoch = result.seconds / experiment.epochs
-    runs = [_read_out(e, seed, result.history, result.probs_at[e.epochs], y[test], result.head, per_epoch * e.epochs,
-                      classes) for e in shorter]
-    last = _read_out(experiment, seed, result.history, result.test_probs, y[test], result.head, result.seconds, classes)
-    return [*runs, last] if shorter else last
+    train the head, and read out what Teachable Machine showed."""
+    return run_family([experiment], features, labels, seed=seed, groups=groups, lr=lr, batch_size=batch_size,
+                      classes=classes, on_epoch=on_epoch)[0]
 
 
 def run_all(features: Mapping[bool, np.ndarray], labels: Sequence[int], seeds: Sequence[int] = (0,),
             experiments: Mapping[str, Experiment] | None = None, **kwargs: Any) -> dict[tuple[str, int], ExperimentRun]:
     """Every experiment (default :data:`EXPERIMENTS`) for every seed: ``{(key, seed): run}``. Experiments that differ
-    only in epochs share one training run (see :func:`run_experiment`)."""
+    only in epochs share one training run (see :func:`run_family`)."""
     experiments = dict(EXPERIMENTS if experiments is None else experiments)
     families: dict[tuple[Any, ...], list[str]] = {}
     for key, e in experiments.items():
@@ -647,9 +660,8 @@ def run_all(features: Mapping[bool, np.ndarray], labels: Sequence[int], seeds: S
     for keys in families.values():
         keys = sorted(keys, key=lambda k: experiments[k].epochs)
         for seed in seeds:
-            out = run_experiment(experiments[keys[-1]], features, labels, seed=seed,
-                                 shorter=[experiments[k] for k in keys[:-1]], **kwargs)
-            for key, run in zip(keys, out if isinstance(out, list) else [out]):
+            family = run_family([experiments[k] for k in keys], features, labels, seed=seed, **kwargs)
+            for key, run in zip(keys, family):
                 runs[key, seed] = run
     return {(k, s): runs[k, s] for k in experiments for s in seeds}
 
@@ -928,6 +940,6 @@ __all__ = [
     "ExperimentRun", "Head", "HeadResult", "InstructorPanel", "POOL_DEFAULTS", "Pool", "RandomConvFeatures", "TM_BATCH_SIZE", "TM_LEARNING_RATE",
     "TM_TEST_FRACTION", "PAINT_BLOCK", "brain_picture", "build_pool", "check_lessons", "classify", "colour_code", "colour_code_picture", "extract_features", "holdout_per_class",
     "fit_to", "hu_in_range_fraction", "image_from_bytes", "instructor_panel", "load_pictures", "make_extractor", "paint_mask", "per_class_accuracy", "picture_pool", "plot_run", "plot_spread", "run_all", "spread", "summaries", "target_of",
-    "plot_hu_histogram", "run_experiment", "sample_counts", "scaled", "to_rgb_batch",
+    "plot_hu_histogram", "run_experiment", "run_family", "sample_counts", "scaled", "to_rgb_batch",
     "train_head", "window_to_hu",
 ]

@@ -310,13 +310,13 @@ def test_colour_coding_raises_mean_accuracy_over_three_seeds(pool):
 def test_shorter_experiments_read_from_a_longer_run_equal_their_own_runs(pool):
     three, four = W.scaled(W.EXPERIMENTS["3"], 0.1, 0.2), W.scaled(W.EXPERIMENTS["4b"], 0.1, 0.2)
     alone = W.run_experiment(three, pool.features, pool.labels, seed=4, groups=pool.groups)
-    derived, longer = W.run_experiment(four, pool.features, pool.labels, seed=4, groups=pool.groups, shorter=[three])
+    derived, longer = W.run_family([three, four], pool.features, pool.labels, seed=4, groups=pool.groups)
     assert len(derived.history) == three.epochs < len(longer.history) == four.epochs
     pd.testing.assert_frame_equal(derived.history, alone.history)
     pd.testing.assert_frame_equal(derived.per_class, alone.per_class)
     assert derived.accuracy == alone.accuracy
     with pytest.raises(ValueError, match="fewer epochs"):
-        W.run_experiment(three, pool.features, pool.labels, shorter=[W.EXPERIMENTS["1"]])
+        W.run_family([W.EXPERIMENTS["1"], three], pool.features, pool.labels)
 
 
 # --- One uploaded image -------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ function needs them.
 from __future__ import annotations
 
 import html
-import io
 import json
 import os
 import warnings
@@ -332,14 +331,9 @@ def summary(store: LabelStore, paths: Iterable[str]) -> dict[str, Any]:
 
 def png_bytes(image: np.ndarray, win: tuple[float, float] | None = UNIT_WINDOW) -> bytes:
     """``image`` windowed with (center, width) (see :func:`helpers.viz.to_display`) as 8-bit greyscale PNG bytes."""
-    from PIL import Image
+    from helpers.viz import to_display, to_png
 
-    from helpers.viz import to_display
-
-    grey = np.round(to_display(image, win) * 255.0).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(grey).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return to_png(to_display(image, win))
 
 
 # --- The annotation loop ----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from torch import nn
 from helpers.errors import BadRequest, DicomError, MissingDecoderError, ServerStartError, UnsupportedImageError
 from helpers.dicom import pil_unit
 from helpers.train_torch import TrainConfig, load_checkpoint, resize_image
+from helpers.viz import to_png
 
 #: Largest request body accepted (bytes): a 2048 x 2048 16-bit DICOM (8 MiB) in base64 fits; bigger gets 413.
 MAX_BODY_BYTES = 12 * 2**20
@@ -391,18 +392,6 @@ class Predictor:
                               "explains": self.class_names[-1] if len(self.class_names) == 2 else self.class_names[0],
                               "method": "gradcam"}
         return out
-
-
-def to_png(image: np.ndarray) -> bytes:
-    """PNG file bytes of an image: float in [0, 1] (H, W) or (H, W, 3) as 8-bit, or uint8 / uint16 as is."""
-    from PIL import Image
-
-    array = np.asarray(image)
-    if array.dtype.kind == "f":
-        array = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def heatmap_png(heatmap: np.ndarray) -> str:

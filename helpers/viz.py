@@ -38,6 +38,21 @@ def to_display(image: np.ndarray, win: tuple[float, float] | None = None) -> np.
     return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
 
 
+def to_png(image: np.ndarray) -> bytes:
+    """PNG file bytes of an image: float in [0, 1] (H, W) or (H, W, 3) as 8-bit (clipped, rounded), or uint8 /
+    uint16 as is. The one PNG writer of the collection (annotation widget, endpoint requests and heat maps)."""
+    import io
+
+    from PIL import Image
+
+    array = np.asarray(image)
+    if array.dtype.kind == "f":
+        array = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def overlay(image: np.ndarray, mask: np.ndarray, color: tuple[float, float, float] = OVERLAY_COLOR,
             alpha: float = 0.4) -> np.ndarray:
     """An RGB float image in [0, 1]: greyscale ``image`` (already in [0, 1]) with ``mask`` tinted ``color``."""

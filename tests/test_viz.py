@@ -89,3 +89,19 @@ def test_window_explorer_gives_sliders_in_a_live_kernel(monkeypatch):
     assert sliders["center"].value == 30 and sliders["width"].value == 20
     assert sliders["center"].min == 0 and sliders["center"].max == 63
     assert shown == [ui]
+
+
+def test_to_png_clips_and_rounds_floats_and_keeps_integer_depth():
+    import io
+
+    from PIL import Image
+
+    from helpers.viz import to_png
+
+    floats = np.array([[-0.5, 0.0, 0.5, 0.999, 1.7]], np.float32)
+    with Image.open(io.BytesIO(to_png(floats))) as im:
+        assert im.mode == "L"
+        np.testing.assert_array_equal(np.asarray(im), [[0, 0, 128, 255, 255]])
+    deep = np.array([[0, 1, 4095, 65535]], np.uint16)
+    with Image.open(io.BytesIO(to_png(deep))) as im:
+        np.testing.assert_array_equal(np.asarray(im), deep)  # 16-bit stays 16-bit

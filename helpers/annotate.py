@@ -49,7 +49,6 @@ EVENTS = ("label", "undo")
 EVENT_KEYS = ("event", "path", "label", "annotator", "time")
 #: Default display window (center, width) for images in [0, 1]: the identity.
 UNIT_WINDOW = (0.5, 1.0)
-#: Suffixes read with Pillow; everything else is read as DICOM.
 #: Width of the image in the annotation widget (CSS), whatever the image's own size.
 DISPLAY_WIDTH = "384px"
 

@@ -959,7 +959,6 @@ def unit_image(ds_or_path: Dataset | str | Path) -> np.ndarray:
     return image.astype(np.float32, copy=False)
 
 
-
 #: File suffixes read as pictures (Pillow) rather than DICOM by :func:`read_unit_image`.
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -995,6 +994,7 @@ def read_unit_image(path: str | Path, intensity: str = "bits") -> np.ndarray:
             "helpers.dicom.pixels(path)[k] and pass arrays instead."
         )
     return np.asarray(image, dtype=np.float32)
+
 
 # --- Folders and series --------------------------------------------------------------------------
 

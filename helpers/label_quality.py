@@ -220,7 +220,7 @@ def learning_curve(labels: np.ndarray, pool: np.ndarray, evaluate: np.ndarray, f
                    start: int, step: int, rounds: int, strategy: str = "uncertainty", seed: int = 0) -> pd.DataFrame:
     """Validation AUC as labels are added: start with ``start`` random images of ``pool`` (both classes), then
     ``rounds`` times fit, score ``evaluate`` and add ``step`` more chosen by ``strategy``. One row per round."""
-    from sklearn.metrics import roc_auc_score
+    from helpers.metrics import roc_auc
 
     labels = np.asarray(labels).astype(int)
     pool = np.asarray(pool, dtype=int)
@@ -232,7 +232,7 @@ def learning_curve(labels: np.ndarray, pool: np.ndarray, evaluate: np.ndarray, f
     for r in range(int(rounds)):
         rest = np.setdiff1d(pool, labelled)
         probs = fit_predict(labelled, labels[labelled], np.concatenate([evaluate, rest]))
-        auc = float(roc_auc_score(labels[evaluate], probs[:len(evaluate)]))
+        auc = roc_auc(labels[evaluate], probs[:len(evaluate)])
         positives = int(labels[labelled].sum())
         rows.append({"strategy": strategy, "round": r, "labelled": len(labelled), "positives": positives, "auc": auc})
         if len(rest) == 0 or r == int(rounds) - 1:

@@ -506,7 +506,7 @@ def to_coco(
                     xy = np.asarray(region["polygon"], dtype=np.float64)
                     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
                     annotation["segmentation"] = [[float(v) for v in xy.ravel()]]
-                    annotation["area"] = polygon_area(region["polygon"])
+                    annotation["area"] = polygon_area(xy)
                 else:
                     x0, y0, x1, y1 = region["box"]
                     annotation["segmentation"] = []

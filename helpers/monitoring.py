@@ -125,7 +125,7 @@ def image_stats(images: Any) -> pd.DataFrame:
 def image_row(image: Any) -> dict[str, float | int]:
     """The :func:`image_stats` row of one 2-D image as a plain dict, without building a table (a server's fast path)."""
     stats = _block_stats(_check_range(_as_2d(image, 0)[None], 0))
-    return {k: int(v[0]) if k in ("height", "width") else float(v[0]) for k, v in stats.items()}
+    return {k: v[0].item() for k, v in stats.items()}  # numpy int64 -> int, float64 -> float
 
 
 # --- Drift -------------------------------------------------------------------------------------------

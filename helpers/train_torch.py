@@ -40,7 +40,6 @@ from helpers.errors import ArtifactMissing, WeightsUnavailable
 MODELS = ("small_cnn", "resnet18", "densenet121")
 #: Learning-rate schedules :func:`train` knows (both stepped once per batch).
 SCHEDULES = ("onecycle", "cosine")
-#: File suffixes read with PIL; anything else is read as DICOM.
 #: Grey-level mean and SD every model subtracts and divides by (ImageNet's RGB statistics averaged, as pretrained
 #: weights expect).
 INPUT_MEAN, INPUT_STD = 0.449, 0.226
@@ -793,9 +792,9 @@ def lesson_model(
     """
     if "split" not in table.columns:
         raise ValueError("table needs a 'split' column (train/val/test): use helpers.datasets.splits.patient_split.")
+    result = None
     if checkpoint is not None:
         model, config = load_checkpoint(checkpoint)
-        result = None
     else:
         config = TrainConfig(model="small_cnn", image_size=int(size), epochs=int(epochs), batch_size=32, lr=3e-3,
                              patience=6, label_names=tuple(label_names), seed=int(seed))

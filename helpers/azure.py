@@ -300,15 +300,13 @@ def dump_spec(entity: Any, path: str | Path) -> Path:
             changed = True
         else:
             raw = yaml.safe_load(text)
-        local = raw.get("path") if isinstance(raw, dict) and "type" in raw and "jobs" not in raw else None
         folder = path.parent.resolve()
-        if isinstance(local, str) and local and not _is_remote(local) and Path(local).is_absolute():
-            raw["path"] = Path(os.path.relpath(local, folder)).as_posix()
-            changed = True
         holders = []
-        if isinstance(raw, dict):  # a job's code, a sweep trial's code, a deployment's code and model
+        if isinstance(raw, dict):  # a job's code, a sweep trial's code, a deployment's code and model, an asset's path
             holders = [(raw, "code"), (raw.get("trial"), "code"), (raw.get("code_configuration"), "code"),
                        (raw.get("model"), "path")]
+            if "type" in raw and "jobs" not in raw:
+                holders.append((raw, "path"))
         for holder, key in holders:
             value = holder.get(key) if isinstance(holder, dict) else None
             if isinstance(value, str) and not _is_remote(value) and Path(value).is_absolute():
@@ -322,7 +320,7 @@ def dump_spec(entity: Any, path: str | Path) -> Path:
             text = yaml.safe_dump(raw, sort_keys=True)
             path.write_text(text, encoding="utf-8")
         _check_no_secret(text, f"spec {path.name}")
-        _check_job_input_paths(yaml.safe_load(text), path.name)
+        _check_job_input_paths(raw, path.name)  # raw is what text holds (rewritten or as read)
     except SpecValidationError:
         path.unlink()
         raise
@@ -746,12 +744,12 @@ _ENDPOINT_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _ASSET_REFERENCE = re.compile(r"azureml:[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+|@[A-Za-z0-9_.-]+)")
 
 
-def _check_endpoint_name(name: Any, field: str, kind: str = "endpoint") -> str:
-    """``name`` if Azure ML accepts it for an endpoint or deployment, else SpecValidationError naming ``field``."""
+def _check_endpoint_name(name: Any, field: str, kind: str = "endpoint") -> None:
+    """Nothing if Azure ML accepts ``name`` for an endpoint or deployment, else SpecValidationError naming ``field``."""
     text = name if isinstance(name, str) else ""
     low, high = NAME_LENGTH
     if low <= len(text) <= high and _ENDPOINT_NAME.fullmatch(text):
-        return text
+        return
     fixed = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:high].rstrip("-")
     hint = f", e.g. {fixed!r}" if low <= len(fixed) and _ENDPOINT_NAME.fullmatch(fixed) else ""
     unique = (" Endpoint names are part of the scoring URL and must be unique in the Azure region: add a short "
@@ -993,9 +991,7 @@ def _model_summary(model: Any, yaml_path: str | Path | None = None) -> tuple[str
         return ("asset", _strip_azureml(model))
     local = getattr(model, "path", None)
     if local and not _is_remote(str(local)):
-        folder = Path(str(local)).expanduser()
-        if not folder.is_absolute() and yaml_path is not None:
-            folder = Path(yaml_path).parent / folder
+        folder = _code_from_yaml(local, yaml_path) if yaml_path is not None else Path(str(local)).expanduser()
         return ("local", str(folder.resolve()))
     return ("asset", _strip_azureml(str(local) if local else f"{model.name}:{model.version}"))
 

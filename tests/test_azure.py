@@ -154,11 +154,16 @@ def test_data_asset_yaml_round_trip_cloud_uris(tmp_path, uri, asset_type, expect
 
 
 def _tamper(spec: Path, field: str, value) -> None:
+    """Set ``field`` (dotted for nested keys, e.g. ``code_configuration.code``) in a YAML spec; None removes it."""
     raw = yaml.safe_load(spec.read_text())
+    *parents, key = field.split(".")
+    holder = raw
+    for part in parents:
+        holder = holder[part]
     if value is None:
-        raw.pop(field)
+        holder.pop(key)
     else:
-        raw[field] = value
+        holder[key] = value
     spec.write_text(yaml.safe_dump(raw))
 
 
@@ -439,16 +444,6 @@ def _deployment(serve_folder, model_folder, environment="azureml:medimg-infer:2"
     return hz.build_online_deployment(**kwargs)
 
 
-def _edit(spec: Path, dotted: str, value) -> None:
-    raw = yaml.safe_load(spec.read_text())
-    *parents, key = dotted.split(".")
-    holder = raw
-    for part in parents:
-        holder = holder[part]
-    holder[key] = value
-    spec.write_text(yaml.safe_dump(raw))
-
-
 @pytest.mark.parametrize("auth_mode", ["key", "aml_token"])
 def test_online_endpoint_yaml_round_trip(tmp_path, auth_mode):
     endpoint = hz.build_online_endpoint("chest-xray", "Pneumonia classifier", auth_mode, {"model": "resnet18"})
@@ -488,7 +483,7 @@ def test_tampered_endpoint_yaml_fails_naming_the_field(tmp_path):
     for field, value in (("auth_mode", "aml_token"), ("name", "chest-xray-2"), ("name", "chest_xray"),
                          ("auth_mode", "password")):
         spec = hz.dump_spec(endpoint, tmp_path / "endpoint.yml")
-        _edit(spec, field, value)
+        _tamper(spec, field, value)
         with pytest.raises(SpecValidationError) as info:
             hz.validate_endpoint_yaml(spec, expected=endpoint)
         assert info.value.field == field, (field, value)
@@ -610,7 +605,7 @@ def test_tampered_deployment_yaml_fails_naming_the_field(tmp_path, serve_folder,
     deployment = _deployment(serve_folder, model_folder, inference_env)
     spec = hz.dump_spec(deployment, tmp_path / "specs" / "blue.yml")
     hz.validate_deployment_yaml(spec, expected=deployment)  # untouched: fine
-    _edit(spec, dotted, value)
+    _tamper(spec, dotted, value)
     with pytest.raises(SpecValidationError) as info:
         hz.validate_deployment_yaml(spec, expected=deployment)
     assert info.value.field == field

@@ -462,12 +462,3 @@ def test_manifest_needs_root_for_absolute_paths(chest):
         from_manifest(manifest, "classification", size=64)
     with pytest.raises(LabelFormatError, match="kind='detection'"):
         from_manifest(manifest, "segmentation", size=64)
-
-
-def test_import_stays_light():
-    import subprocess
-    import sys
-
-    code = "import sys, helpers.labels; print(','.join(m for m in ('torch', 'tensorflow') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""

@@ -112,7 +112,7 @@ def run_notebook_measured(notebook: str, quick: bool, work: Path, parameters: di
         log = work / f"{notebook.replace('/', '__')}-{'quick' if quick else 'full'}-{k}.log"
         run = measured([sys.executable, "-c", _ONE_NOTEBOOK, str(ROOT / notebook), str(work / "executed"),
                         "1" if quick else "0", json.dumps(parameters or {}), str(ROOT)], log,
-                       env={"MEDIMG_HEADLESS": "1", "MEDIMG_QUICK": "1" if quick else "0"})
+                       env={"MEDIMG_HEADLESS": "1"})  # run_notebook sets MEDIMG_QUICK from quick
         text = log.read_text(errors="replace")
         found = re.findall(r"^RESULT (.*)$", text, re.M)
         result = json.loads(found[-1]) if found else {"status": "failed", "error": text[-1000:], "key_results": []}

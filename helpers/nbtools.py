@@ -6,7 +6,7 @@ Command line::
     python -m helpers.nbtools check            # template check of every notebook (what the test runs)
     python -m helpers.nbtools run [--quick]    # execute every notebook with papermill into outputs/
     python -m helpers.nbtools new PATH TITLE   # a new notebook that already follows the template
-    python -m helpers.nbtools badges           # rewrite every Colab badge from REPOSITORY
+    python -m helpers.nbtools setup            # rewrite every Colab badge and setup cell (REPOSITORY, NOTEBOOK_EXTRAS)
 
 The template is described in CONTRIBUTING.md; :func:`check_template` is its executable form.
 """
@@ -129,6 +129,9 @@ def check_template(nb: dict, relpath: str | Path) -> list[str]:
     if setup is None:
         problems.append("a setup code cell must install the package on Colab only "
                         "(an `if \"google.colab\" in sys.modules:` block with `%pip install`)")
+    elif _source(cells[setup]).strip() != setup_source(relpath).strip():
+        problems.append("the setup cell must be the one built from NOTEBOOK_EXTRAS and REPOSITORY "
+                        "(`python -m helpers.nbtools setup` rewrites it):\n" + setup_source(relpath))
     if params is None:
         problems.append("a code cell must be tagged `parameters` (papermill injects settings after it)")
     elif "QUICK" not in _source(cells[params]):
@@ -198,12 +201,56 @@ def assert_template(path: str | Path, root: str | Path) -> None:
                                     + "\n- ".join(problems))
 
 
-SETUP_SOURCE = f"""# Setup: on Colab, install the shared `helpers` package (locally, `make demo` / `make test` did it).
+#: The extras of ``medimg-helpers`` each lesson's setup cell installs on Colab: those its imports use, nothing more
+#: (``make test-colab`` checks each notebook imports nothing beyond them and Colab's own packages). A notebook
+#: not listed here gets the package alone.
+NOTEBOOK_EXTRAS: dict[str, tuple[str, ...]] = {
+    "01_load_data/02_deidentify_and_convert.ipynb": ("deid",),
+    "01_load_data/03_register_dataset.ipynb": ("azure",),
+    "02_annotation/01_label_images.ipynb": ("labels",),
+    "02_annotation/02_label_quality.ipynb": ("torch", "labels"),
+    "03_train_classifier/01_chest_xray_pytorch.ipynb": ("torch", "azure"),
+    "03_train_classifier/02_knee_fracture_fastai.ipynb": ("fastai",),
+    "04_segmentation_unet/01_sunnybrook_unet.ipynb": ("tf", "seg", "azure"),
+    "05_deploy_explain/01_explain.ipynb": ("torch", "explain", "tf"),
+    # The inference server (the `serve` extra) cannot live with Colab's packages: serving.server_python() puts
+    # it in a virtual environment of its own, layered over the notebook's, when the lesson starts it.
+    "05_deploy_explain/02_deploy_rest_endpoint.ipynb": ("torch", "explain", "onnx", "azure"),
+    "06_workshop_experiments/01_ich_experiments.ipynb": ("torch",),
+}
+#: Where a Colab setup cell clones the collection (its notebooks then run from their folder there, as locally, so
+#: files beside them such as ``score.py`` and ``requirements/lock.txt`` are found).
+COLAB_CHECKOUT = f"/content/{REPOSITORY.split('/')[-1]}"
+#: Where a Colab setup cell writes the list of packages Colab has installed, to hold each at its version.
+COLAB_PREINSTALLED = "/tmp/colab-preinstalled.txt"
+
+
+def install_target(relpath: str | Path) -> str:
+    """What a notebook's setup cell installs with pip: the Colab checkout with the lesson's extras."""
+    extras = NOTEBOOK_EXTRAS.get(Path(relpath).as_posix(), ())
+    return f"{COLAB_CHECKOUT}[{','.join(extras)}]" if extras else COLAB_CHECKOUT
+
+
+def setup_source(relpath: str | Path) -> str:
+    """The setup cell of the notebook at ``relpath``. On Colab only: clone the collection (or update the clone), install
+    ``helpers`` with the extras the lesson needs while holding every package Colab has at its version (a pip
+    constraint: the cell adds packages and changes none), and run from the notebook's folder in the clone."""
+    rel = Path(relpath).as_posix()
+    extras = NOTEBOOK_EXTRAS.get(rel, ())
+    needs = ", ".join(extras) if extras else "nothing beyond the package itself"
+    url = f"https://github.com/{REPOSITORY}.git"
+    return f"""# Setup, on Colab only (locally, `make demo` / `make test` did it): clone the collection, work in this notebook's
+# folder, and install the shared `helpers` package with what this lesson needs: {needs}.
+# `-c` holds every package Colab already has at its version: the install adds packages, changes none (~1 min).
 import sys
 
 if "google.colab" in sys.modules:
-    %pip install -q "medimg-helpers[all] @ git+https://github.com/{REPOSITORY}.git@{BRANCH}"
+    !git clone -q --depth 1 -b {BRANCH} {url} {COLAB_CHECKOUT} 2>/dev/null || git -C {COLAB_CHECKOUT} pull -q
+    !pip list --format=freeze | grep -v "^medimg-helpers==" > {COLAB_PREINSTALLED}
+    %pip install -q -c {COLAB_PREINSTALLED} "{install_target(rel)}"
+    %cd {COLAB_CHECKOUT}/{Path(rel).parent.as_posix()}
 """
+
 
 PARAMETERS_SOURCE = """# Parameters: papermill overrides these. QUICK=None reads MEDIMG_QUICK (1 = quick setting, as in CI).
 QUICK = None
@@ -223,7 +270,7 @@ def template_notebook(relpath: str | Path, title: str) -> dict:
             "One paragraph: the clinical question this lesson answers.\n\n"
             "**Objectives**\n- ...\n\n**Time:** 20 minutes · **Prerequisites:** ..."
         ),
-        v4.new_code_cell(SETUP_SOURCE),
+        v4.new_code_cell(setup_source(relpath)),
         v4.new_code_cell(PARAMETERS_SOURCE, metadata={"tags": ["parameters"]}),
         v4.new_code_cell("import helpers\nfrom helpers.config import is_quick\n\nquick = is_quick(QUICK)\n"
                          "helpers.seed_everything(SEED)\nhelpers.print_versions()"),
@@ -236,21 +283,25 @@ def template_notebook(relpath: str | Path, title: str) -> dict:
     return nb
 
 
-def rewrite_badges(root: str | Path) -> list[Path]:
-    """Replace any Colab badge in every notebook with the one built from :data:`REPOSITORY`; return changed files."""
+def rewrite_generated(root: str | Path) -> list[Path]:
+    """Rewrite what the template builds in every notebook (the Colab badge from :data:`REPOSITORY`, the setup cell
+    from :func:`setup_source`) where it differs; return the changed files."""
     root = Path(root)
     pattern = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+    is_setup = lambda c: c.get("cell_type") == "code" and "google.colab" in _source(c) and "pip install" in _source(c)  # noqa: E731
     changed = []
     for path in find_notebooks(root):
-        text = path.read_text(encoding="utf-8")
-        nb = json.loads(text)
-        badge = colab_badge(path.relative_to(root))
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        rel = path.relative_to(root)
         dirty = False
-        for cell in nb["cells"]:
+        for i, cell in enumerate(nb["cells"]):
             src = _source(cell)
-            new = pattern.sub(lambda _m: badge, src)
+            if is_setup(cell) and not any(is_setup(c) for c in nb["cells"][:i]):
+                new = setup_source(rel).rstrip("\n")
+            else:
+                new = pattern.sub(lambda _m: colab_badge(rel), src)
             if new != src:
-                cell["source"] = new
+                cell["source"] = new.splitlines(keepends=True)
                 dirty = True
         if dirty:
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -409,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     new = sub.add_parser("new", help="create a notebook that follows the template")
     new.add_argument("path")
     new.add_argument("title")
-    sub.add_parser("badges", help="rewrite every Colab badge from REPOSITORY")
+    sub.add_parser("setup", help="rewrite every Colab badge and setup cell from REPOSITORY and NOTEBOOK_EXTRAS")
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
 
@@ -442,9 +493,9 @@ def main(argv: list[str] | None = None) -> int:
         nbformat.write(nbformat.from_dict(template_notebook(args.path, args.title)), str(path))
         print(f"Created {args.path}")
         return 0
-    if args.cmd == "badges":
-        for path in rewrite_badges(root):
-            print(f"rewrote badge in {path.relative_to(root)}")
+    if args.cmd == "setup":
+        for path in rewrite_generated(root):
+            print(f"rewrote the badge or setup cell of {path.relative_to(root)}")
         return 0
     return 2
 

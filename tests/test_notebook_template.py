@@ -126,11 +126,35 @@ def test_output_size_cap(good):
     assert any("cap" in p for p in nbtools.check_template(good, REL))
 
 
-def test_rewrite_badges_fixes_a_stale_badge(tmp_path, good):
+def test_rewrite_generated_fixes_a_stale_badge_and_setup_cell(tmp_path, good):
     good["cells"][0]["source"] = good["cells"][0]["source"].replace(nbtools.REPOSITORY, "old/name")
+    good["cells"][1]["source"] = ('import sys\nif "google.colab" in sys.modules:\n'
+                                  '    %pip install -q "medimg-helpers[all] @ git+https://github.com/old/name.git"\n')
+    problems = nbtools.check_template(good, REL)
+    assert any("Colab badge" in p for p in problems) and any("setup cell must be the one" in p for p in problems)
     path = tmp_path / REL
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(good))
-    assert nbtools.rewrite_badges(tmp_path) == [path]
+    assert nbtools.rewrite_generated(tmp_path) == [path]
     assert nbtools.check_template(json.loads(path.read_text()), REL) == []
-    assert nbtools.rewrite_badges(tmp_path) == []
+    assert nbtools.rewrite_generated(tmp_path) == []
+
+
+def test_setup_cell_installs_the_lessons_extras_and_holds_colabs_packages():
+    src = nbtools.setup_source("05_deploy_explain/01_explain.ipynb")
+    lines = [line.strip() for line in src.splitlines()]
+    assert 'if "google.colab" in sys.modules:' in lines
+    clone = f"!git clone -q --depth 1 -b main https://github.com/{nbtools.REPOSITORY}.git {nbtools.COLAB_CHECKOUT}"
+    assert any(line.startswith(clone) for line in lines)
+    assert f'!pip list --format=freeze | grep -v "^medimg-helpers==" > {nbtools.COLAB_PREINSTALLED}' in lines
+    assert (f'%pip install -q -c {nbtools.COLAB_PREINSTALLED} "{nbtools.COLAB_CHECKOUT}[torch,explain,tf]"' in lines)
+    assert f"%cd {nbtools.COLAB_CHECKOUT}/05_deploy_explain" in lines
+    # A lesson with no extras installs the package alone; extras such as notebooks/test never reach Colab.
+    assert f'"{nbtools.COLAB_CHECKOUT}"' in nbtools.setup_source("01_load_data/01_dicom_fundamentals.ipynb")
+    assert not any({"all", "notebooks", "test", "serve"} & set(e) for e in nbtools.NOTEBOOK_EXTRAS.values())
+
+
+def test_every_notebook_has_an_extras_entry_or_needs_none():
+    listed = set(nbtools.NOTEBOOK_EXTRAS)
+    present = {p.relative_to(ROOT).as_posix() for p in NOTEBOOKS}
+    assert listed <= present, f"NOTEBOOK_EXTRAS names notebooks that do not exist: {sorted(listed - present)}"

@@ -865,18 +865,28 @@ class InstructorPanel:
     def _uploaded(self, change: Mapping[str, Any]) -> None:
         from IPython.display import clear_output, display
 
-        files = change["new"]
+        files = uploaded_files(change["new"])
         if not files:
             return
-        item = files[0] if isinstance(files, (tuple, list)) else next(iter(files.values()))
+        name, content = files[0]
         with self.answer:
             clear_output()
             try:
-                probs = self.classify_upload(item["content"], item["name"])
+                probs = self.classify_upload(content, name)
             except (RuntimeError, UnsupportedImageError) as exc:
                 print(exc)
                 return
-            display(pd.Series(probs, name=item["name"]).round(3).to_frame().T)
+            display(pd.Series(probs, name=name).round(3).to_frame().T)
+
+
+def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """(name, content) of each file in a ``FileUpload`` value, from ipywidgets 8 (a tuple of dicts with ``name`` and
+    ``content``) or ipywidgets 7, Colab's (a dict of name -> {``metadata``: {``name``, ...}, ``content``})."""
+    if not value:
+        return []
+    if isinstance(value, Mapping):
+        return [(item.get("metadata", {}).get("name", key), bytes(item["content"])) for key, item in value.items()]
+    return [(item["name"], bytes(item["content"])) for item in value]
 
 
 def instructor_panel(pool: Pool, extractor: nn.Module, size: int = FEATURE_SIZE, **kwargs: Any):
@@ -941,5 +951,5 @@ __all__ = [
     "TM_TEST_FRACTION", "PAINT_BLOCK", "brain_picture", "build_pool", "check_lessons", "classify", "colour_code", "colour_code_picture", "extract_features", "holdout_per_class",
     "fit_to", "hu_in_range_fraction", "image_from_bytes", "instructor_panel", "load_pictures", "make_extractor", "paint_mask", "per_class_accuracy", "picture_pool", "plot_run", "plot_spread", "run_all", "spread", "summaries", "target_of",
     "plot_hu_histogram", "run_experiment", "run_family", "sample_counts", "scaled", "to_rgb_batch",
-    "train_head", "window_to_hu",
+    "train_head", "uploaded_files", "window_to_hu",
 ]

@@ -396,6 +396,32 @@ def test_instructor_panel_trains_live_and_classifies_an_upload(pool, tmp_path):
     assert len(panel.train().history) == 5  # the smallest setting still trains (one image of each class held out)
 
 
+def test_uploaded_files_reads_both_ipywidgets_shapes():
+    v8 = ({"name": "a.png", "type": "image/png", "size": 3, "content": memoryview(b"abc"), "last_modified": 0},)
+    v7 = {"a.png": {"metadata": {"name": "a.png", "type": "image/png", "size": 3}, "content": b"abc"}}
+    assert W.uploaded_files(v8) == W.uploaded_files(v7) == [("a.png", b"abc")]
+    assert W.uploaded_files(()) == W.uploaded_files({}) == []
+
+
+def test_instructor_panel_classifies_an_upload_through_its_widget(pool, tmp_path, capsys):
+    """The upload box's handler, fed the value shape of the installed ipywidgets (7 on Colab, 8 in the lock)."""
+    import ipywidgets
+
+    panel = W.InstructorPanel(pool, W.make_extractor("random"), live_every=5)
+    panel.epochs.value = 5
+    panel.train()
+    table = G.make_head_ct(tmp_path / "ct", n_patients=1, slices_per_patient=2, size=64, haemorrhage_fraction=1.0)
+    data = (tmp_path / "ct" / table.path.iloc[0]).read_bytes()
+    if int(ipywidgets.__version__.split(".")[0]) >= 8:
+        value = ({"name": "slice.dcm", "type": "", "size": len(data), "content": memoryview(data), "last_modified": 0},)
+    else:
+        value = {"slice.dcm": {"metadata": {"name": "slice.dcm", "type": "", "size": len(data)}, "content": data}}
+    capsys.readouterr()
+    panel._uploaded({"new": value})  # outside a kernel the answer widget's output reaches stdout
+    shown = capsys.readouterr().out
+    assert "slice.dcm" in shown and all(c in shown for c in W.CLASSES), shown
+
+
 def test_instructor_panel_headless_falls_back_to_a_static_figure(pool, monkeypatch):
     import matplotlib.pyplot as plt
 

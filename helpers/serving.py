@@ -432,6 +432,78 @@ def handle(predictor: Predictor, body: bytes | str | None) -> tuple[int, dict[st
 SERVER_APP = "azureml_inference_server_http.server.entry:app"
 
 
+#: Where :func:`server_python` makes the inference server's own environment (under the data folder).
+SERVER_ENV_DIR = "inference-server-env"
+
+
+def serve_requirements() -> list[str]:
+    """What the inference server needs beyond the lesson's packages: the ``serve`` extra of medimg-helpers."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        listed = requires("medimg-helpers") or []
+    except PackageNotFoundError:
+        listed = []
+    found = [r.split(";")[0].strip() for r in listed if "extra" in r and '"serve"' in r.split(";", 1)[-1]]
+    return found or ["azureml-inference-server-http>=1.3"]
+
+
+def _has_server(python: str | Path) -> bool:
+    """True when ``python`` can import the inference server and gunicorn."""
+    probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('azureml_inference_server_http') and " \
+            "u.find_spec('gunicorn') else 1)"
+    return subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
+
+
+def server_python(folder: str | Path | None = None, requirements: Sequence[str] | None = None,
+                  pip_args: Sequence[str] = ()) -> Path:
+    """The Python that runs the inference server: this one when it has the server (``make test``'s environment,
+    ``pip install "medimg-helpers[serve]"``); otherwise that of a virtual environment made for it in ``folder``
+    (default: ``inference-server-env`` in the data folder) and layered over this one.
+
+    The layered environment sees this environment's packages (torch, helpers, numpy) but installs the server and
+    the versions it pins (pydantic, opentelemetry, wrapt, ...) into its own folder, so nothing in this environment
+    changes: on Colab, none of Colab's packages. The first call downloads about 25 MB and takes 20-60 s; later calls
+    reuse the environment while its requirements and this environment stay the same. Production does the same: the
+    server runs in an environment (an image) of its own. ``ServerStartError`` says what failed and what to do.
+    """
+    import venv
+
+    from helpers.config import cache_dir
+
+    if requirements is None and _has_server(sys.executable):
+        return Path(sys.executable)
+    wanted = list(requirements if requirements is not None else serve_requirements())
+    home = Path(folder) if folder else cache_dir(SERVER_ENV_DIR)
+    python = home / "bin" / "python"
+    parents = [p for p in dict.fromkeys(sys.path) if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir()]
+    state = json.dumps({"requirements": wanted, "parents": parents, "python": sys.version}, sort_keys=True)
+    ready = home / ".medimg-server-env"
+    if python.exists() and ready.is_file() and ready.read_text(encoding="utf-8") == state:
+        return python
+    ready.unlink(missing_ok=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(home)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # A .pth line per parent site folder: they come after this environment's own, with their own .pth files.
+    Path(site, "_medimg_parent_env.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in parents), encoding="utf-8")
+    if wanted:
+        result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                                 *pip_args, *wanted], capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+            raise ServerStartError(
+                f"Could not install the inference server ({', '.join(wanted)}) into its own environment in {home}: "
+                f"pip said:\n{tail}\nCheck the internet connection and run the cell again, or install it into this "
+                "environment yourself: pip install \"medimg-helpers[serve]\".")
+    if not _has_server(python):
+        raise ServerStartError(f"The environment in {home} was built but cannot import the inference server and "
+                               "gunicorn: delete the folder and run the cell again.")
+    ready.write_text(state, encoding="utf-8")
+    return python
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -445,10 +517,12 @@ class LocalServer:
     ``azmlinfsrv`` always binds 0.0.0.0, which on a laptop in a workshop exposes the model to the room; this runs
     ``gunicorn -b 127.0.0.1:PORT azureml_inference_server_http.server.entry:app`` with ``AZUREML_ENTRY_SCRIPT`` and
     ``AZUREML_MODEL_DIR`` set. Use as a context manager; :meth:`stop` ends it cleanly (SIGTERM, then SIGKILL).
+    ``python`` runs it (default: this interpreter; :func:`server_python` gives one that has the server).
     """
 
     def __init__(self, entry_script: str | Path, model_dir: str | Path, port: int | None = None, workers: int = 1,
-                 threads: int = 1, env: Mapping[str, str] | None = None, log_path: str | Path | None = None) -> None:
+                 threads: int = 1, env: Mapping[str, str] | None = None, log_path: str | Path | None = None,
+                 python: str | Path | None = None) -> None:
         self.entry_script = Path(entry_script).resolve()
         self.model_dir = Path(model_dir).resolve()
         if not self.entry_script.is_file():
@@ -457,6 +531,7 @@ class LocalServer:
         self.workers, self.threads = int(workers), int(threads)
         self.env = dict(env or {})
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="medimg-server-")) / "server.log"
+        self.python = str(python) if python else sys.executable
         self.process: subprocess.Popen | None = None
 
     @property
@@ -473,7 +548,7 @@ class LocalServer:
         """Start the server and wait until it answers its liveness route; ServerStartError holds the log's end."""
         env = {**os.environ, "AZUREML_ENTRY_SCRIPT": str(self.entry_script), "AZUREML_MODEL_DIR": str(self.model_dir),
                "PYTHONUNBUFFERED": "1", **self.env}
-        command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+        command = [self.python, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
                    "--threads", str(self.threads), "--timeout", "300", "--graceful-timeout", "10", SERVER_APP]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")

@@ -7,6 +7,10 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+# Colab's runtime is Python 3.13: the first python3.13 that runs (pyenv's shim fails where 3.13 is not global).
+COLAB_PYTHON ?= $(shell for p in python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13); do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { command -v $$p; break; }; done)
+COLAB_VENV := .venv-colab
 STAMP := $(VENV)/.medimg-installed
 NOTEBOOK_DIRS := 01_load_data 02_annotation 03_train_classifier 04_segmentation_unet 05_deploy_explain 06_workshop_experiments
 # pytest stops with "file or directory not found" on a folder that does not exist yet: pass only those present.
@@ -19,11 +23,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 # No person watches make demo / make test: widgets fall back to static figures.
 export MEDIMG_HEADLESS := 1
+# ipykernel on Python >= 3.11 warns once per kernel that debugging frozen modules may miss breakpoints; no debugger runs here.
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help env demo test check lock bench clean
+.PHONY: help env demo test test-colab check lock bench clean
 
 help:  ## list the commands
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
 env: $(STAMP)  ## create or refresh .venv from the lock file (nothing to do when up to date)
 
@@ -44,6 +50,13 @@ test: $(STAMP)  ## unit tests, notebook template checks, and every notebook unde
 	MEDIMG_QUICK=1 $(PY) -m pytest -p no:cacheprovider tests $(PRESENT_DIRS) \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900
 
+test-colab: $(STAMP)  ## every notebook on Colab's packages (Python 3.13, .venv-colab), and what each setup cell changes there
+	@test -n "$(COLAB_PYTHON)" || { echo "make test-colab needs Python 3.13: make test-colab COLAB_PYTHON=/path/to/python3.13"; exit 1; }
+	$(PY) -m helpers.colab --venv $(COLAB_VENV) env --python $(COLAB_PYTHON)
+	$(PY) -m helpers.colab --venv $(COLAB_VENV) check-setup
+	$(PY) -m helpers.colab --venv $(COLAB_VENV) widgets
+	$(PY) -m helpers.colab --venv $(COLAB_VENV) run --out outputs-colab
+
 check: $(STAMP)  ## template check of every notebook only
 	$(PY) -m helpers.nbtools check
 
@@ -58,5 +71,5 @@ lock:  ## re-resolve requirements/requirements.in into requirements/lock.txt in 
 	mv requirements/lock.txt.new requirements/lock.txt && rm -rf .lock-venv
 
 clean:  ## remove executed notebooks and caches (keeps .venv)
-	rm -rf outputs .pytest_cache
+	rm -rf outputs outputs-colab .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

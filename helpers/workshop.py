@@ -397,17 +397,26 @@ def build_pool(folder: str | Path, table: pd.DataFrame, extractor: nn.Module, si
 
 def load_pictures(source: str, path: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
     """RGB uint8 pictures and labels (0 normal, 1 haemorrhage, from the class names: :func:`target_of`) of a real
-    image set: ``source="folder"`` (class folders, or ``<Class>_<n>.jpg`` files like the workshop's) or ``"tm"``
-    (a Teachable Machine project file)."""
+    image set: ``source="folder"`` (class folders, or ``<Class>_<n>.jpg`` files like the workshop's), ``"tm"``
+    (a Teachable Machine project file) or ``"workshop"``: one of the workshop's own projects (``path``: its name,
+    default ``exp_1.tm``), downloaded from the workshop's repository once, verified against the registry's
+    checksum and cached (:data:`helpers.datasets.registry.RSNA_ICH_WORKSHOP_TM`)."""
     from PIL import Image
 
     from helpers.datasets.real import load_image_folder, read_tm_project
 
+    if source == "workshop":
+        from helpers.datasets.download import default_cache, fetch_file
+        from helpers.datasets.registry import get_dataset
+
+        info = get_dataset("rsna_ich_workshop_tm")
+        entry = info.file(Path(path).name if path else "exp_1.tm")
+        path, source = fetch_file(entry, default_cache() / info.name, info=info), "tm"
     if source == "tm":
         project = read_tm_project(path)
         return list(project.images), np.array([target_of(n) for n in project.table["label"]], dtype=np.int64)
     if source != "folder":
-        raise ValueError(f"source must be 'folder' or 'tm', got {source!r}.")
+        raise ValueError(f"source must be 'folder', 'tm' or 'workshop', got {source!r}.")
     table = load_image_folder(path)
     labels = np.array([target_of(n) for n in table["label"]], dtype=np.int64)
     pictures = []

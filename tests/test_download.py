@@ -112,7 +112,8 @@ def test_publisher_md5_is_accepted_in_pooch_notation(server, tmp_path):
     (www / "m.npz").write_bytes(PAYLOAD)
     entry = RemoteFile("m.npz", urls=(f"{base}/m.npz",), known_hash="md5:" + hashlib.md5(PAYLOAD).hexdigest())
     path = fetch(entry, cache=tmp_path / "c", progress=False)
-    assert file_hashes(path) == {"sha256": _sha(PAYLOAD), "md5": hashlib.md5(PAYLOAD).hexdigest()}
+    digests = file_hashes(path)
+    assert (digests["sha256"], digests["md5"]) == (_sha(PAYLOAD), hashlib.md5(PAYLOAD).hexdigest())
 
 
 def test_checksum_mismatch_raises_and_leaves_nothing(server, tmp_path):
@@ -371,7 +372,7 @@ def test_not_an_archive_is_reported(tmp_path):
 
 def test_registry_entries_are_complete_and_honest():
     assert set(REGISTRY) == {"kermany", "nih_chestxray14", "pneumoniamnist", "sunnybrook",
-                             "rsna_ich_workshop", "fracatlas"}
+                             "rsna_ich_workshop", "rsna_ich_workshop_tm", "fracatlas"}
     for info in REGISTRY.values():
         assert info.title and info.licence and info.citation and info.manual_steps and info.layout
         assert callable(getattr(real, info.loader)), info.loader
@@ -389,6 +390,12 @@ def test_registry_entries_are_complete_and_honest():
     assert get_dataset("kermany").files[0].known_hash is None
     assert get_dataset("fracatlas").files[0].known_hash is None
     assert get_dataset("rsna_ich_workshop").requires_login
+    tm = get_dataset("rsna_ich_workshop_tm")
+    assert [f.name for f in tm.files] == ["exp_1.tm", "exp_2.tm", "exp_3.tm", "exp_5.tm"] and tm.downloadable
+    assert tm.file("exp_1.tm").sha256 == "59409dfc1d0404ef27ee63642b3f5a2ebb766e0b7984d072814c6936e39cc4b1"
+    assert tm.file("exp_5.tm").sha256 == "4f68976ecf8a33b96472b3600fe8d33aa4440b5e0b9ecda760222816c5b1ff48"
+    assert tm.file("exp_2.tm").known_hash == "gitblob:7a1add1b4f5287374f88ee8a5b54c8343f25de96"
+    assert tm.file("exp_3.tm").known_hash == "gitblob:922ab2960ca0ee8705874b29aeb28b7271e2f19d"
     assert get_dataset("PneumoniaMNIST") is registry.PNEUMONIAMNIST
     with pytest.raises(DatasetError, match="Known data sets"):
         get_dataset("imagenet")
@@ -403,3 +410,94 @@ def test_remote_file_rejects_malformed_hashes_and_names():
         RemoteFile("a.rar", archive="rar")
     assert RemoteFile("a", known_hash="a" * 64).sha256 == "a" * 64
     assert RemoteFile("a", known_hash="md5:" + "b" * 32).sha256 is None
+
+
+# --- The RSNA 2021 workshop's Teachable Machine projects ----------------------------------------------------
+
+
+def _git_blob_id(path: Path) -> str:
+    """The blob id git itself computes (an independent check of file_hashes' 'gitblob')."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    return subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_git_blob_id_matches_git(tmp_path):
+    for data in (b"", b"hello\n", PAYLOAD):
+        path = tmp_path / "f.bin"
+        path.write_bytes(data)
+        assert file_hashes(path)["gitblob"] == _git_blob_id(path)
+    assert file_hashes(tmp_path / "f.bin")["gitblob"] != _sha(PAYLOAD)[:40]
+
+
+def test_workshop_projects_download_and_verify_by_sha256_and_git_blob_id(server, tmp_path):
+    """The registry's four projects, served from loopback: files made here, hashed the way the registry hashes the
+    real ones (SHA-256 for exp_1/exp_5, git blob id for exp_2/exp_3); the downloads open as projects; a file with
+    the wrong content is refused by either kind of checksum and nothing is kept."""
+    import dataclasses
+
+    import numpy as np
+
+    base, www, _ = server
+    rng = np.random.default_rng(0)
+    files = []
+    for entry in get_dataset("rsna_ich_workshop_tm").files:
+        images = {c: [rng.integers(0, 255, (32, 32), dtype=np.uint8) for _ in range(3)] for c in ("normal", "ich")}
+        path = real.write_tm_project(images, www / entry.name, epochs=15, size=32)
+        digest = f"gitblob:{_git_blob_id(path)}" if entry.known_hash.startswith("gitblob:") else _sha(path.read_bytes())
+        files.append(dataclasses.replace(entry, urls=(f"{base}/{entry.name}",), known_hash=digest, size=None))
+    info = dataclasses.replace(get_dataset("rsna_ich_workshop_tm"), files=tuple(files))
+    folder = fetch(info, cache=tmp_path / "cache", progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["exp_1.tm", "exp_2.tm", "exp_3.tm", "exp_5.tm"]
+    project = real.read_tm_project(folder / "exp_2.tm")
+    assert len(project.images) == 6 and project.manifest["appdata"]["trainEpochs"] == 15
+
+    for name in ("exp_3.tm", "exp_5.tm"):  # one of each checksum kind, now with other content
+        entry = next(f for f in files if f.name == name)
+        (www / name).write_bytes(b"not the workshop's project")
+        with pytest.raises(ChecksumMismatch, match="does not match the registry"):
+            fetch(entry, cache=tmp_path / "other", progress=False)
+        assert _leftovers(tmp_path / "other") == []
+
+
+def test_registered_exp_1_verifies_the_real_file(server, tmp_path, shared_data):
+    """The registry's own checksum against the workshop's real exp_1.tm (../shared/data), served from loopback."""
+    import dataclasses
+    import shutil
+
+    base, www, _ = server
+    shutil.copy(shared_data("rsna_ich_workshop", "original_tm_and_zip", "exp_1.tm"), www / "exp_1.tm")
+    entry = dataclasses.replace(get_dataset("rsna_ich_workshop_tm").file("exp_1.tm"), urls=(f"{base}/exp_1.tm",))
+    path = fetch(entry, cache=tmp_path / "cache", progress=False)
+    assert path.stat().st_size == entry.size and _git_blob_id(path) == "8c98af837d5fb92d2393eb7deee12a61f0bf53f4"
+    assert len(real.read_tm_project(path).images) == 60
+
+
+def test_workshop_lesson_loads_a_downloaded_project(server, tmp_path, monkeypatch):
+    """DATA_SOURCE="workshop" in 06_workshop_experiments: the registry's exp_1.tm, downloaded (here from loopback),
+    verified, cached under the data folder, and read as pictures and labels; a second call does not download."""
+    import dataclasses
+
+    import numpy as np
+
+    from helpers import workshop
+
+    base, www, hits = server
+    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
+    rng = np.random.default_rng(1)
+    images = {c: [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(4)] for c in ("Normal", "ICH")}
+    path = real.write_tm_project(images, www / "exp_1.tm", size=32)
+    info = get_dataset("rsna_ich_workshop_tm")
+    entry = dataclasses.replace(info.file("exp_1.tm"), urls=(f"{base}/exp_1.tm",), known_hash=_sha(path.read_bytes()),
+                                size=None)
+    monkeypatch.setitem(REGISTRY, "rsna_ich_workshop_tm", dataclasses.replace(info, files=(entry,)))
+    pictures, labels = workshop.load_pictures("workshop", None)
+    assert len(pictures) == 8 and labels.tolist() == [0] * 4 + [1] * 4 and pictures[0].shape == (32, 32, 3)
+    assert (tmp_path / "data" / "downloads" / "rsna_ich_workshop_tm" / "exp_1.tm").is_file()
+    workshop.load_pictures("workshop", "exp_1.tm")
+    assert hits == {"/exp_1.tm": 1}
+    with pytest.raises(KeyError, match="exp_4.tm"):
+        workshop.load_pictures("workshop", "exp_4.tm")  # experiment 4 is experiment 3 trained longer: no file

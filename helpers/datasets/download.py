@@ -36,21 +36,27 @@ def default_cache() -> Path:
 
 
 def file_hashes(path: str | Path) -> dict[str, str]:
-    """SHA-256 and MD5 hex digests of a file, read once in 1 MiB chunks: ``{"sha256": ..., "md5": ...}``."""
-    sha, md5 = hashlib.sha256(), hashlib.md5()
+    """SHA-256, MD5 and git blob id (SHA-1 of ``blob <size>\\0`` + content) of a file, read once in 1 MiB chunks:
+    ``{"sha256": ..., "md5": ..., "gitblob": ...}``."""
+    sha, md5, blob = hashlib.sha256(), hashlib.md5(), hashlib.sha1()
+    blob.update(b"blob %d\0" % os.path.getsize(path))
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(CHUNK_SIZE), b""):
             sha.update(chunk)
             md5.update(chunk)
-    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+            blob.update(chunk)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest(), "gitblob": blob.hexdigest()}
 
 
 def _matches(entry: RemoteFile, digests: dict[str, str]) -> bool:
-    """True when ``digests`` agree with the entry's published checksum (SHA-256, or the publisher's MD5)."""
+    """True when ``digests`` agree with the entry's published checksum (SHA-256, the publisher's MD5, or the git
+    blob id the repository lists)."""
     if entry.known_hash is None:
         return False
     if entry.known_hash.startswith("md5:"):
         return digests["md5"] == entry.known_hash[4:]
+    if entry.known_hash.startswith("gitblob:"):
+        return digests["gitblob"] == entry.known_hash[8:]
     return digests["sha256"] == entry.known_hash
 
 

@@ -6,7 +6,8 @@ folders they unpack to.
 
 Checksums. ``RemoteFile.known_hash`` is in pooch's notation: a bare 64-digit hex string is a SHA-256,
 ``"md5:<hex>"`` is an MD5 that the *publisher* lists (used only where no SHA-256 is published; the
-download also computes and logs the SHA-256). ``None`` means no published checksum could be found:
+download also computes and logs the SHA-256), and ``"gitblob:<40 hex>"`` is the git blob id a repository lists for
+the file (the SHA-1 of ``b"blob <size>\\0"`` followed by the content), used where that is all that is known. ``None`` means no published checksum could be found:
 nothing is invented, and :func:`helpers.datasets.download.fetch` refuses such a file unless it is
 called with ``allow_unverified=True`` (it then logs the SHA-256 it computed so it can be added here).
 ``size`` (bytes) is ``None`` unless the publisher states it.
@@ -21,6 +22,7 @@ from helpers.errors import DatasetError
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MD5 = re.compile(r"^md5:[0-9a-f]{32}$")
+_GITBLOB = re.compile(r"^gitblob:[0-9a-f]{40}$")
 #: Archive formats :func:`helpers.datasets.download.extract` can unpack.
 ARCHIVE_FORMATS = ("zip", "tar", "tar.gz")
 
@@ -39,10 +41,10 @@ class RemoteFile:
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or "\\" in self.name or self.name in {".", ".."}:
             raise ValueError(f"RemoteFile name must be a plain file name, got {self.name!r}.")
-        if self.known_hash is not None and not (_HEX64.match(self.known_hash) or _MD5.match(self.known_hash)):
+        if self.known_hash is not None and not any(p.match(self.known_hash) for p in (_HEX64, _MD5, _GITBLOB)):
             raise ValueError(
-                f"{self.name}: known_hash must be 64 lower-case hex digits (SHA-256) or 'md5:<32 hex>', "
-                f"got {self.known_hash!r}."
+                f"{self.name}: known_hash must be 64 lower-case hex digits (SHA-256), 'md5:<32 hex>' or "
+                f"'gitblob:<40 hex>', got {self.known_hash!r}."
             )
         if self.archive is not None and self.archive not in ARCHIVE_FORMATS:
             raise ValueError(
@@ -67,6 +69,9 @@ class RemoteFile:
             return "no published checksum (the SHA-256 of your copy is logged when you download it)"
         if self.known_hash.startswith("md5:"):
             return f"MD5 {self.known_hash[4:]} (published by the data provider)"
+        if self.known_hash.startswith("gitblob:"):
+            return (f"git blob id {self.known_hash[8:]} (as the repository lists it: `git hash-object FILE` "
+                    "prints it)")
         return f"SHA-256 {self.known_hash}"
 
 
@@ -314,6 +319,43 @@ RSNA_ICH_WORKSHOP = DatasetInfo(
 )
 
 
+_TM_RAW = "https://raw.githubusercontent.com/dila-ai/RSNA_2021_Workshop/main/exp/"
+
+RSNA_ICH_WORKSHOP_TM = DatasetInfo(
+    name="rsna_ich_workshop_tm",
+    title=(
+        "The RSNA 2021 workshop's Teachable Machine projects: brain-windowed head CT images (normal, haemorrhage) "
+        "with each experiment's training settings"
+    ),
+    files=(
+        RemoteFile(name="exp_1.tm", urls=(_TM_RAW + "exp_1.tm",), size=632_292,
+                   known_hash="59409dfc1d0404ef27ee63642b3f5a2ebb766e0b7984d072814c6936e39cc4b1",
+                   note="Experiment 1: 30 normal + 30 haemorrhage, 15 epochs, batch 16, learning rate 5e-5."),
+        RemoteFile(name="exp_2.tm", urls=(_TM_RAW + "exp_2.tm",),
+                   known_hash="gitblob:7a1add1b4f5287374f88ee8a5b54c8343f25de96",
+                   note="Experiment 2 (imbalance); only its git blob id is known."),
+        RemoteFile(name="exp_3.tm", urls=(_TM_RAW + "exp_3.tm",),
+                   known_hash="gitblob:922ab2960ca0ee8705874b29aeb28b7271e2f19d",
+                   note="Experiment 3 (balance); experiment 4 is experiment 3 trained longer and has no file."),
+        RemoteFile(name="exp_5.tm", urls=(_TM_RAW + "exp_5.tm",), size=1_995_957,
+                   known_hash="4f68976ecf8a33b96472b3600fe8d33aa4440b5e0b9ecda760222816c5b1ff48",
+                   note="Experiment 5: HU colour coding, 80 epochs."),
+    ),
+    licence=RSNA_ICH_WORKSHOP.licence,
+    citation=RSNA_ICH_WORKSHOP.citation,
+    homepage="https://github.com/dila-ai/RSNA_2021_Workshop",
+    requires_login=False,
+    manual_steps=(
+        "Open https://github.com/dila-ai/RSNA_2021_Workshop, folder exp/, download exp_1.tm, exp_2.tm, exp_3.tm "
+        "and exp_5.tm (Download raw file) and put them in one folder. The images may not be copied into this "
+        "project (non-commercial research and education only): each learner downloads them."
+    ),
+    layout="exp_<n>.tm: zip files of <Class>-!-<n>.jpg images and manifest.json (read_tm_project reads them)",
+    loader="read_tm_project",
+    notes="SHA-256 for exp_1 and exp_5 checked against the repository's files; exp_2 and exp_3 by git blob id.",
+)
+
+
 # --- FracAtlas ---------------------------------------------------------------------------------------
 
 FRACATLAS = DatasetInfo(
@@ -356,7 +398,8 @@ FRACATLAS = DatasetInfo(
 #: Every registered data set by name.
 REGISTRY: dict[str, DatasetInfo] = {
     info.name: info
-    for info in (KERMANY, NIH_CHESTXRAY14, PNEUMONIAMNIST, SUNNYBROOK, RSNA_ICH_WORKSHOP, FRACATLAS)
+    for info in (KERMANY, NIH_CHESTXRAY14, PNEUMONIAMNIST, SUNNYBROOK, RSNA_ICH_WORKSHOP, RSNA_ICH_WORKSHOP_TM,
+                 FRACATLAS)
 }
 
 

@@ -372,10 +372,14 @@ def test_not_an_archive_is_reported(tmp_path):
 
 def test_registry_entries_are_complete_and_honest():
     assert set(REGISTRY) == {"kermany", "nih_chestxray14", "pneumoniamnist", "sunnybrook",
-                             "rsna_ich_workshop", "rsna_ich_workshop_tm", "fracatlas"}
+                             "rsna_ich_workshop", "rsna_ich_workshop_tm", "fracatlas", "sunnybrook_lv",
+                             "kermany_chest_xray", "nih_chestxray14_64", "dicom_samples"}
+    import importlib
+
     for info in REGISTRY.values():
         assert info.title and info.licence and info.citation and info.manual_steps and info.layout
-        assert callable(getattr(real, info.loader)), info.loader
+        module, _, name = info.loader.rpartition(".")
+        assert callable(getattr(importlib.import_module(module) if module else real, name)), info.loader
         assert info.homepage.startswith(("https://", "http://"))
         for entry in info.files:
             assert all(url.startswith("https://") for url in entry.urls), entry

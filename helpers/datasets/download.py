@@ -204,7 +204,8 @@ def fetch(
 
     Returns the file for a single file (or a one-file data set), else the data set's folder
     ``<cache>/<name>/``; with ``unpack=True`` archives are unpacked into that folder, which is
-    returned. ``local_dir`` uses an existing folder instead (checked, never downloaded into).
+    returned. ``local_dir`` uses an existing folder instead (checked, never downloaded into); a set shipped with
+    the package (``registry`` entries with ``bundled``) returns its folder after checking every file's SHA-256.
     ``cache`` defaults to ``helpers.config.cache_dir("downloads")``; ``timeout`` is in seconds.
     """
     base = Path(cache) if cache is not None else default_cache()
@@ -215,6 +216,10 @@ def fetch(
     info = get_dataset(source)
     if local_dir is not None:
         return _check_local_dir(info, Path(local_dir).expanduser())
+    if info.bundled is not None:  # shipped with the package: checked, never downloaded
+        from helpers.datasets.bundled import bundled_dir
+
+        return bundled_dir(info.bundled, verify_files=True)
     if info.requires_login:
         raise DownloadUnavailable(
             f"{info.name} cannot be downloaded automatically: it needs a login or accepting terms.\n"

@@ -91,6 +91,16 @@ class DatasetInfo:
     loader: str
     notes: str = ""
     extra_citations: tuple[str, ...] = field(default=())
+    #: For a set shipped inside the package: its folder under helpers/datasets/bundled/ (nothing to download).
+    bundled: str | None = None
+
+    def bundled_files(self) -> dict[str, str]:
+        """``{relative path: SHA-256}`` of a bundled set's files ({} for a set that is downloaded)."""
+        if self.bundled is None:
+            return {}
+        from helpers.datasets.bundled import checksums
+
+        return checksums(self.bundled)
 
     @property
     def downloadable(self) -> bool:
@@ -395,11 +405,39 @@ FRACATLAS = DatasetInfo(
 )
 
 
+# --- Real subsets shipped with the package (helpers/datasets/bundled/) --------------------------------------------
+
+
+def _bundled(name: str, title: str, source: DatasetInfo | None, loader: str, **kw: str) -> DatasetInfo:
+    """A registry entry for the bundled set ``name``, with the licence and citation of the set it is a subset of."""
+    return DatasetInfo(
+        name=name, title=title, files=(), licence=kw.get("licence", source.licence if source else ""),
+        citation=kw.get("citation", source.citation if source else ""),
+        homepage=kw.get("homepage", source.homepage if source else ""), requires_login=False,
+        manual_steps=(f"Nothing to download: shipped with medimg-helpers in helpers/datasets/bundled/{name}/ "
+                      f"(helpers.datasets.bundled.bundled_dir({name!r})); its README.md says what was changed."),
+        layout=kw.get("layout", source.layout if source else ""), loader=loader, bundled=name,
+        extra_citations=source.extra_citations if source else ())
+
+
+SUNNYBROOK_BUNDLED = _bundled("sunnybrook_lv", "Sunnybrook Cardiac Data, 4 patients' contoured frames (74 MR slices)",
+                              SUNNYBROOK, "load_sunnybrook")
+KERMANY_BUNDLED = _bundled("kermany_chest_xray", "Kermany chest X-rays, 224 px, 400 + 401 images of 533 whole patients",
+                           KERMANY, "load_kermany")
+NIH_BUNDLED = _bundled("nih_chestxray14_64", "NIH ChestX-ray14, 800 images at 64 px with their findings",
+                       NIH_CHESTXRAY14, "load_nih_subset", layout="{train,valid}/{0_normal,1_abnormal}/*.png + labels.csv")
+DICOM_SAMPLES_BUNDLED = _bundled(
+    "dicom_samples", "Real DICOM samples: CT, MR, CR (MONOCHROME1, JPEG-LS, JPEG 2000), US, SEG, PHI screen captures",
+    None, "helpers.dicom.read_folder", licence="MIT (pydicom-data, pylibjpeg-data, deid-data)",
+    citation="pydicom-data and pylibjpeg-data (NEMA WG04 compression test images), deid-data 0.0.20",
+    homepage="https://github.com/pydicom/pydicom-data", layout="nema_wg04_and_pydicom/*.dcm, deid_data/*.dcm")
+
+
 #: Every registered data set by name.
 REGISTRY: dict[str, DatasetInfo] = {
     info.name: info
     for info in (KERMANY, NIH_CHESTXRAY14, PNEUMONIAMNIST, SUNNYBROOK, RSNA_ICH_WORKSHOP, RSNA_ICH_WORKSHOP_TM,
-                 FRACATLAS)
+                 FRACATLAS, SUNNYBROOK_BUNDLED, KERMANY_BUNDLED, NIH_BUNDLED, DICOM_SAMPLES_BUNDLED)
 }
 
 

@@ -23,13 +23,21 @@ def test_generated_binary_and_multilabel_tables(tmp_path):
     assert table[names].isin([0, 1]).all().all()
 
 
+def test_kermany_and_nih_without_a_folder_read_the_bundled_subsets():
+    table, names = tasks.chest_xray_table("kermany")
+    assert names == ["pneumonia"] and len(table) == 801 and table.pneumonia.sum() == 401
+    assert (table.groupby("patient_id").pneumonia.nunique() == 1).all()
+    nih, nih_names = tasks.chest_xray_table("nih")
+    assert len(nih) == 800 and nih_names == ["abnormal"]
+
+
 def test_bad_source_task_and_missing_root_say_what_to_do():
     with pytest.raises(ValueError, match="source must be one of"):
         tasks.chest_xray_table("mimic")
     with pytest.raises(ValueError, match="task must be one of"):
         tasks.chest_xray_table("generated", task="segmentation")
     with pytest.raises(DatasetError, match="needs root"):
-        tasks.chest_xray_table("kermany")
+        tasks.chest_xray_table("pneumoniamnist")  # not shipped with the package
     with pytest.raises(DatasetError, match="task='binary'"):
         tasks.chest_xray_table("kermany", root=".", task="multilabel")
 

@@ -89,6 +89,10 @@ def _pneumoniamnist(root: str | Path, task: str) -> tuple[pd.DataFrame, list[str
     return table, ["pneumonia"]
 
 
+#: The bundled real subset each chest X-ray source reads when no folder is given.
+BUNDLED_CHEST = {"kermany": "kermany_chest_xray", "nih": "nih_chestxray14_64"}
+
+
 def chest_xray_table(
     source: str = "generated",
     root: str | Path | None = None,
@@ -100,9 +104,9 @@ def chest_xray_table(
 ) -> tuple[pd.DataFrame, list[str]]:
     """(table, label names) of the chest X-ray lesson: one row per image with path, patient_id and 0/1 labels.
 
-    ``source``: ``generated`` (offline default; ``n_patients`` or 100 quick / 300 full, 2 images each,
-    ``size`` px), ``kermany`` (root holds NORMAL/ and PNEUMONIA/), ``nih`` (the ChestX-ray14 subset
-    layout), ``pneumoniamnist`` (root is the npz or its folder; keeps a ``split`` column, since it has
+    ``source``: ``generated`` (``n_patients`` or 100 quick / 300 full, 2 images each, ``size`` px), ``kermany``
+    (root holds NORMAL/ and PNEUMONIA/), ``nih`` (the ChestX-ray14 subset layout); for these two ``root=None``
+    reads the subset shipped with the package (:data:`BUNDLED_CHEST`), ``pneumoniamnist`` (root is the npz or its folder; keeps a ``split`` column, since it has
     no patient ids). ``task``: ``binary`` (one label) or ``multilabel`` (generated: pneumonia,
     effusion, cardiomegaly, nodule; NIH: findings with at least :data:`NIH_MIN_POSITIVES` positives).
     """
@@ -113,6 +117,10 @@ def chest_xray_table(
     if source == "generated":
         table, names = _generated_chest(task, quick, seed, n_patients, size)
     else:
+        if root is None and source in BUNDLED_CHEST:  # the real subset shipped with the package
+            from helpers.datasets.bundled import bundled_dir
+
+            root = bundled_dir(BUNDLED_CHEST[source])
         if root is None:
             raise DatasetError(f"source={source!r} needs root (REAL_DATA_DIR): the folder holding the data set. "
                                f"See helpers.datasets.registry.how_to_get for where to download it.")
@@ -125,4 +133,4 @@ def chest_xray_table(
     return table, names
 
 
-__all__ = ["CHEST_SOURCES", "CHEST_TASKS", "NIH_MIN_POSITIVES", "chest_xray_table", "pneumoniamnist_folder"]
+__all__ = ["BUNDLED_CHEST", "CHEST_SOURCES", "CHEST_TASKS", "NIH_MIN_POSITIVES", "chest_xray_table", "pneumoniamnist_folder"]

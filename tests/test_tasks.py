@@ -29,6 +29,20 @@ def test_kermany_and_nih_without_a_folder_read_the_bundled_subsets():
     assert (table.groupby("patient_id").pneumonia.nunique() == 1).all()
     nih, nih_names = tasks.chest_xray_table("nih")
     assert len(nih) == 800 and nih_names == ["abnormal"]
+    quick, _ = tasks.chest_xray_table("kermany", quick=True, seed=3)
+    assert tasks.QUICK_REAL_IMAGES <= len(quick) < tasks.QUICK_REAL_IMAGES + 32  # whole patients, just past the count
+    whole = table.groupby("patient_id").size()
+    kept = quick.groupby("patient_id").size()
+    assert kept.to_dict() == whole[kept.index].to_dict()
+    assert 0.2 < quick.pneumonia.mean() < 0.8
+
+
+def test_patient_subset_keeps_whole_patients_up_to_the_count():
+    table = pd.DataFrame({"patient_id": ["a", "a", "b", "c", "c", "c", "d"], "x": range(7)})
+    sub = tasks.patient_subset(table, 3, seed=0)
+    assert len(sub) >= 3 and sub.groupby("patient_id").size().to_dict() == \
+        table[table.patient_id.isin(sub.patient_id)].groupby("patient_id").size().to_dict()
+    assert len(tasks.patient_subset(table, 100)) == 7
 
 
 def test_bad_source_task_and_missing_root_say_what_to_do():

@@ -89,6 +89,18 @@ def _pneumoniamnist(root: str | Path, task: str) -> tuple[pd.DataFrame, list[str
     return table, ["pneumonia"]
 
 
+#: Images the quick setting keeps of a real chest X-ray set (whole patients, drawn at random): enough to learn, fast.
+QUICK_REAL_IMAGES = 240
+
+
+def patient_subset(table: pd.DataFrame, n_images: int, seed: int = 0) -> pd.DataFrame:
+    """Whole patients of ``table``, drawn at random (``seed``), until at least ``n_images`` images: no patient split."""
+    patients = np.random.default_rng(seed).permutation(sorted(table["patient_id"].astype(str).unique()))
+    counts = table["patient_id"].astype(str).value_counts()
+    keep = patients[: int(np.searchsorted(np.cumsum(counts[patients].to_numpy()), n_images) + 1)]
+    return table[table["patient_id"].astype(str).isin(set(keep))]
+
+
 #: The bundled real subset each chest X-ray source reads when no folder is given.
 BUNDLED_CHEST = {"kermany": "kermany_chest_xray", "nih": "nih_chestxray14_64"}
 
@@ -106,7 +118,8 @@ def chest_xray_table(
 
     ``source``: ``generated`` (``n_patients`` or 100 quick / 300 full, 2 images each, ``size`` px), ``kermany``
     (root holds NORMAL/ and PNEUMONIA/), ``nih`` (the ChestX-ray14 subset layout); for these two ``root=None``
-    reads the subset shipped with the package (:data:`BUNDLED_CHEST`), ``pneumoniamnist`` (root is the npz or its folder; keeps a ``split`` column, since it has
+    reads the subset shipped with the package (:data:`BUNDLED_CHEST`), and ``quick`` keeps whole patients up to
+    :data:`QUICK_REAL_IMAGES` images, ``pneumoniamnist`` (root is the npz or its folder; keeps a ``split`` column, since it has
     no patient ids). ``task``: ``binary`` (one label) or ``multilabel`` (generated: pneumonia,
     effusion, cardiomegaly, nodule; NIH: findings with at least :data:`NIH_MIN_POSITIVES` positives).
     """
@@ -126,6 +139,8 @@ def chest_xray_table(
                                f"See helpers.datasets.registry.how_to_get for where to download it.")
         reader = {"kermany": _kermany, "nih": _nih, "pneumoniamnist": _pneumoniamnist}[source]
         table, names = reader(Path(root).expanduser(), task)
+        if quick and source != "pneumoniamnist":
+            table = patient_subset(table, QUICK_REAL_IMAGES, seed)
     table = table.reset_index(drop=True)
     for name in names:
         table[name] = table[name].astype(int)
@@ -133,4 +148,4 @@ def chest_xray_table(
     return table, names
 
 
-__all__ = ["BUNDLED_CHEST", "CHEST_SOURCES", "CHEST_TASKS", "NIH_MIN_POSITIVES", "chest_xray_table", "pneumoniamnist_folder"]
+__all__ = ["BUNDLED_CHEST", "QUICK_REAL_IMAGES", "patient_subset", "CHEST_SOURCES", "CHEST_TASKS", "NIH_MIN_POSITIVES", "chest_xray_table", "pneumoniamnist_folder"]

@@ -162,8 +162,9 @@ def pip_env() -> dict[str, str]:
     return env
 
 
-def _pip(python: Path, *args: str, quiet: bool = True) -> subprocess.CompletedProcess:
-    command = [str(python), "-m", "pip", *args] + (["-q"] if quiet else [])
+def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run pip of ``python`` quietly, configured as on Colab; ColabCheckError with the end of its output if it fails."""
+    command = [str(python), "-m", "pip", *args, "-q"]
     result = subprocess.run(command, env=pip_env(), capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
@@ -262,9 +263,7 @@ def format_setup_report(results: dict[str, Any]) -> str:
         changed = ["none" if not by[r]["changed"] else ", ".join(f"{n} {a}->{b}" for n, a, b in by[r]["changed"])
                    for r in RUNTIMES]
         rows.append((rel, ",".join(by["cpu"]["extras"]) or "-", *changed, str(len(by["cpu"]["added"]))))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cols: "  ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    return nbtools.text_table(header, rows)
 
 
 # --- The Colab-like environment --------------------------------------------------------------------------------------

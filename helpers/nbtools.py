@@ -401,13 +401,17 @@ def _write_html(notebook: Path, path: Path) -> None:
     path.write_text(body, encoding="utf-8")
 
 
-def format_table(results: list[RunResult]) -> str:
-    """The run summary as a plain-text table: notebook, status, seconds, key result."""
-    header = ("notebook", "status", "seconds", "key result")
-    rows = [(r.notebook, r.status, f"{r.seconds:.1f}", r.key_text or "-") for r in results]
+def text_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    """``rows`` under ``header`` as a plain-text table: columns padded to their widest cell, a rule under the header."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda cols: "  ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def format_table(results: list[RunResult]) -> str:
+    """The run summary as a plain-text table: notebook, status, seconds, key result."""
+    return text_table(("notebook", "status", "seconds", "key result"),
+                      [(r.notebook, r.status, f"{r.seconds:.1f}", r.key_text or "-") for r in results])
 
 
 def write_index(results: list[RunResult], out_dir: Path, quick: bool) -> Path:

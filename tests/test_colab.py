@@ -165,3 +165,14 @@ def test_import_guard_hides_what_colab_and_the_setup_cell_do_not_install(tmp_pat
     assert "find_spec: None" in out and "refused: No module named 'yaml'" in out
     assert colab.refused_imports(log) == ["yaml"]
     assert colab.refused_imports(tmp_path / "absent.txt") == []
+
+
+def test_setup_report_names_each_changed_package_per_runtime():
+    results = {"01_load_data/01.ipynb": {"cpu": {"extras": [], "changed": [], "added": {"pydicom": "3.0.2"}},
+                                         "gpu": {"extras": [], "changed": [], "added": {"pydicom": "3.0.2"}}},
+               "05/02.ipynb": {"cpu": {"extras": ["onnx"], "changed": [("protobuf", "5.29.6", "7.36.2")], "added": {}},
+                               "gpu": {"extras": ["onnx"], "changed": [], "added": {}}}}
+    lines = colab.format_setup_report(results).splitlines()
+    assert lines[0].split() == ["notebook", "extras", "changed", "(cpu)", "changed", "(gpu)", "added"]
+    assert lines[2].split() == ["01_load_data/01.ipynb", "-", "none", "none", "1"]
+    assert lines[3].split() == ["05/02.ipynb", "onnx", "protobuf", "5.29.6->7.36.2", "none", "0"]

@@ -464,8 +464,9 @@ def server_python(folder: str | Path | None = None, requirements: Sequence[str] 
     The layered environment sees this environment's packages (torch, helpers, numpy) but installs the server and
     the versions it pins (pydantic, opentelemetry, wrapt, ...) into its own folder, so nothing in this environment
     changes: on Colab, none of Colab's packages. The first call installs about 20 packages (33 MB on disk; 7 s with
-    pip's cache warm, longer where they must be downloaded); later calls reuse the environment while its requirements and this environment stay the same. Production does the same: the
-    server runs in an environment (an image) of its own. ``ServerStartError`` says what failed and what to do.
+    pip's cache warm, longer where they must be downloaded); later calls reuse the environment while its requirements
+    and this environment stay the same. Production does the same: the server runs in an environment (an image) of
+    its own. ``ServerStartError`` says what failed and what to do.
     """
     import venv
 
@@ -475,7 +476,7 @@ def server_python(folder: str | Path | None = None, requirements: Sequence[str] 
         return Path(sys.executable)
     wanted = list(requirements if requirements is not None else serve_requirements())
     home = Path(folder) if folder else cache_dir(SERVER_ENV_DIR)
-    python = home / "bin" / "python"
+    python = home / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     parents = [p for p in dict.fromkeys(sys.path) if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir()]
     state = json.dumps({"requirements": wanted, "parents": parents, "python": sys.version}, sort_keys=True)
     ready = home / ".medimg-server-env"

@@ -453,7 +453,7 @@ def test_load_pictures_reads_a_flat_folder_and_a_tm_project(tmp_path):
     project = write_tm_project(pictures, tmp_path / "exp.tm", epochs=15, batch_size=16, learning_rate=5e-5, size=None)
     images, labels = W.load_pictures("tm", project)
     assert labels.tolist() == [0, 0, 0, 1, 1, 1] and images[0].shape == (40, 40, 3)
-    with pytest.raises(ValueError, match="'folder' or 'tm'"):
+    with pytest.raises(ValueError, match="'folder', 'tm' or 'workshop'"):
         W.load_pictures("zip", project)
 
 

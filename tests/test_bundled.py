@@ -88,6 +88,7 @@ def test_the_wheel_carries_every_bundled_file_and_its_licence(tmp_path):
         expected = {prefix + rel for rel in bundled.checksums(name)} | {prefix + bundled.CHECKSUM_FILE}
         assert expected <= names, sorted(expected - names)[:5]
     assert not [n for n in names if n.endswith(".tm")]
+    assert {"helpers/models/ct_features.pt", "helpers/models/ct_features.json"} <= names  # the workshop's extractor
 
 
 def _repository_files() -> list[Path]:

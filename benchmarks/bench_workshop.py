@@ -7,7 +7,7 @@ plus the peak resident memory. The issue's targets: full setting (260 patients, 
 CPU cores, quick setting (80 patients, 30% of the images, 2 seeds) within 60 s. A measurement, not a test:
 nothing is asserted.
 
-    python benchmarks/bench_workshop.py [--quick] [--backbone random] [--json out.json]
+    python benchmarks/bench_workshop.py [--quick] [--backbone trained] [--json out.json]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from helpers.datasets import generated  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the notebook's quick setting")
-    parser.add_argument("--backbone", default="random", choices=ws.BACKBONES)
+    parser.add_argument("--backbone", default="trained", choices=ws.BACKBONES)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     n_patients, n_seeds, scale = (80, 2, 0.3) if args.quick else (260, 5, 1.0)

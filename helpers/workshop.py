@@ -3,10 +3,12 @@ read-outs attendees saw (per-class accuracy, confusion matrix, accuracy and loss
 
 Teachable Machine trains a small head (a dense layer of 100 units and a softmax) on the features of a frozen,
 ImageNet-pretrained MobileNet, with a batch of 16, Adam, and 15% of each class held out as its "test" split.
-:func:`train_head` does the same in PyTorch. Its default feature extractor is a frozen convolutional network with
-**random**, seeded weights (random features are a classic, honest baseline: Jarrett et al. 2009, Saxe et al.
-2011), because pretrained weights are a download; ``backbone="mobilenet_v3_small"`` uses torchvision's
-ImageNet weights when they can be downloaded (or are already cached), as Teachable Machine does.
+:func:`train_head` does the same in PyTorch. Its default feature extractor (``backbone="trained"``) is the
+project's own CT extractor, trained offline on generated head CT and shipped with the package
+(:mod:`helpers.ct_features`), because pretrained weights are a download; ``"random"`` is a frozen convolutional
+network with random, seeded weights (a classic baseline: Jarrett et al. 2009, Saxe et al. 2011), which tells real
+CT with and without blood apart no better than a coin; ``"mobilenet_v3_small"`` uses torchvision's ImageNet
+weights when they can be downloaded (or are already cached), as Teachable Machine does.
 
 Features are computed once per image set (:func:`extract_features`) and the head trains on them, so an
 experiment takes seconds and five seeds of it take little more.
@@ -41,7 +43,7 @@ BRAIN_WINDOW = (40.0, 80.0)
 #: Colour of the painted voxels (RGB, 0-255).
 BLEED_COLOUR = (255, 0, 0)
 #: Feature extractors :func:`make_extractor` knows.
-BACKBONES = ("random", "mobilenet_v3_small")
+BACKBONES = ("trained", "random", "mobilenet_v3_small")
 #: Teachable Machine's defaults in the workshop's project file (``exp_1.tm``): batch, learning rate, held-out share.
 TM_BATCH_SIZE, TM_LEARNING_RATE, TM_TEST_FRACTION = 16, 5e-5, 0.15
 #: Columns of a head's training history (``train_*`` measured on the training split after each epoch).
@@ -205,13 +207,19 @@ class _TorchvisionFeatures(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(self.body((x - self.mean) / self.std), 1), 1)
 
 
-def make_extractor(backbone: str = "random", seed: int = 0, pretrained: bool = True) -> nn.Module:
+def make_extractor(backbone: str = "trained", seed: int = 0, pretrained: bool = True) -> nn.Module:
     """A frozen feature extractor (eval mode, no gradients) taking RGB (N, 3, H, W) in [0, 1].
 
+    ``trained`` (the default, offline): the project's own CT extractor, trained on generated head CT
+    (:func:`helpers.ct_features.load_extractor`; its weights ship with the package, checked by SHA-256).
     ``random``: :class:`RandomConvFeatures` (offline, seeded). ``mobilenet_v3_small``: torchvision's network
     (576 features), with its ImageNet weights when ``pretrained``, as Teachable Machine uses a pretrained
     MobileNet: downloaded once into the torch hub cache and checked; where they cannot be had, a
     WeightsUnavailable error says where to put a copy fetched by hand."""
+    if backbone == "trained":
+        from helpers.ct_features import load_extractor
+
+        return load_extractor()
     if backbone == "random":
         return RandomConvFeatures(seed)
     if backbone != "mobilenet_v3_small":
@@ -507,8 +515,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "1": Experiment("1: small data", (30, 30), 50, False,
                     "30 images per class are too few: accuracy stays modest and varies a lot from seed to seed."),
     "2": Experiment("2: imbalance", (1000, 30), 50, False,
-                    "With 1000 normal and 30 haemorrhage images, accuracy looks high, but nearly every haemorrhage "
-                    "is missed: the model learned to say 'normal'."),
+                    "With 1000 normal and 30 haemorrhage images, accuracy looks high, but most haemorrhages "
+                    "are missed: the model learned to say 'normal'."),
     "3": Experiment("3: balance", (1000, 1000), 50, False,
                     "Balanced classes: overall accuracy is lower than experiment 2's, but most haemorrhages are caught."),
     "4a": Experiment("4: 75 epochs", (1000, 1000), 75, False, "Training longer: see experiment 4b."),
@@ -687,6 +695,13 @@ def spread(table: pd.DataFrame, columns: Sequence[str] = ("test accuracy", "norm
     return stats.round(3)
 
 
+#: Lesson 2 shows when the imbalanced run's accuracy is at least 0.85 while it misses at least two haemorrhages in
+#: three. Random features miss them all; the trained CT extractor sees blood and still misses about four in five
+#: (mean recall 0.20-0.25 over 20 seeds, full and quick settings), which is the lesson: accuracy near the
+#: always-"normal" baseline hides it.
+IMBALANCE_MAX_RECALL = 1 / 3
+
+
 def check_lessons(summaries: pd.DataFrame) -> pd.DataFrame:
     """Does the run show each experiment's lesson? From the rows of :func:`summaries` (all seeds of all
     experiments, ``experiment`` named as in :data:`EXPERIMENTS`): one row per lesson with the evidence and a
@@ -698,9 +713,9 @@ def check_lessons(summaries: pd.DataFrame) -> pd.DataFrame:
         return float(mean.loc[name[key], column]) if name[key] in mean.index else float("nan")
 
     checks = [
-        ("2: accuracy looks high, haemorrhages missed",
+        ("2: accuracy looks high, most haemorrhages missed",
          f"accuracy {get('2', 'test accuracy'):.2f}, haemorrhage recall {get('2', 'haemorrhage accuracy'):.2f}",
-         get("2", "test accuracy") >= 0.85 and get("2", "haemorrhage accuracy") <= 0.2),
+         get("2", "test accuracy") >= 0.85 and get("2", "haemorrhage accuracy") <= IMBALANCE_MAX_RECALL),
         ("3: balance catches more haemorrhages than 2",
          f"haemorrhage recall {get('3', 'haemorrhage accuracy'):.2f} vs {get('2', 'haemorrhage accuracy'):.2f}",
          get("3", "haemorrhage accuracy") >= get("2", "haemorrhage accuracy") + 0.3),
@@ -955,7 +970,7 @@ def classify(head: Head, extractor: nn.Module, image: np.ndarray, size: int = 22
 
 
 __all__ = [
-    "BACKBONES", "BLEED_COLOUR", "BLEED_HU", "BRAIN_WINDOW", "CLASSES", "EXPERIMENTS", "FEATURE_SIZE", "HISTORY_COLUMNS", "Experiment",
+    "BACKBONES", "BLEED_COLOUR", "BLEED_HU", "BRAIN_WINDOW", "CLASSES", "EXPERIMENTS", "FEATURE_SIZE", "HISTORY_COLUMNS", "IMBALANCE_MAX_RECALL", "Experiment",
     "ExperimentRun", "Head", "HeadResult", "InstructorPanel", "POOL_DEFAULTS", "Pool", "RandomConvFeatures", "TM_BATCH_SIZE", "TM_LEARNING_RATE",
     "TM_TEST_FRACTION", "PAINT_BLOCK", "brain_picture", "build_pool", "check_lessons", "classify", "colour_code", "colour_code_picture", "extract_features", "holdout_per_class",
     "fit_to", "hu_in_range_fraction", "image_from_bytes", "instructor_panel", "load_pictures", "make_extractor", "paint_mask", "per_class_accuracy", "picture_pool", "plot_run", "plot_spread", "run_all", "spread", "summaries", "target_of",

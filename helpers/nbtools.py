@@ -360,6 +360,35 @@ class RunResult:
                          for r in self.key_results)
 
 
+#: Arguments for each notebook's kernel: log only errors. Every ipykernel 7 kernel otherwise warns, once per notebook,
+#: that it runs over TCP without encryption (its sockets are on 127.0.0.1 here), which buries a run's real output.
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
+
+
+def stored_seconds(path: Path) -> float | None:
+    """How long the notebook's stored run took (papermill's ``duration`` in its metadata), or None."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+        duration = meta.get("papermill", {}).get("duration")
+        return float(duration) if duration else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _duration(seconds: float) -> str:
+    """``45 s`` below two minutes, else ``12 min``."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def estimate_left(done_seconds: float, done_stored: float, left_stored: float) -> float:
+    """Seconds the rest of a run should take: the stored runs' durations of the notebooks left (``left_stored``),
+    scaled by how this run compares with the stored ones so far (``done_seconds`` against ``done_stored``; the
+    quick setting and a slower machine both show there). Before anything is done, the stored durations as they are."""
+    if done_stored <= 0 or done_seconds <= 0:
+        return left_stored
+    return left_stored * done_seconds / done_stored
+
+
 def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: int = 1800,
                  parameters: dict[str, Any] | None = None) -> RunResult:
     """Execute one notebook headless with papermill (fresh ``python3`` kernel, cwd = its folder); ``parameters``
@@ -374,7 +403,7 @@ def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: in
     try:
         pm.execute_notebook(str(path), str(out_nb), kernel_name="python3", cwd=str(path.parent),
                             parameters=dict(parameters or {}), progress_bar=False, log_output=False,
-                            execution_timeout=timeout)
+                            execution_timeout=timeout, extra_arguments=list(KERNEL_ARGUMENTS))
         status, error = "ok", ""
     except pm.PapermillExecutionError as exc:
         first_line = (exc.source or "").strip().splitlines()[:1]
@@ -435,15 +464,30 @@ def write_index(results: list[RunResult], out_dir: Path, quick: bool) -> Path:
     return index
 
 
-def run_collection(root: str | Path, out_dir: str | Path, quick: bool = False,
-                   only: list[str] | None = None) -> list[RunResult]:
-    """Execute every notebook (or those whose path contains one of ``only``) into ``out_dir``."""
+def run_collection(root: str | Path, out_dir: str | Path, quick: bool = False, only: list[str] | None = None,
+                   report: Any = "print") -> list[RunResult]:
+    """Execute every notebook (or those whose path contains one of ``only``) into ``out_dir``; ``report`` (a
+    function taking one line; None for silence; by default printed at once) hears a line as the run starts and one per notebook as it finishes: its
+    status, seconds, key result, and an estimate of what is left (:func:`estimate_left`)."""
     root, out_dir = Path(root).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = find_notebooks(root)
     if only:
         notebooks = [p for p in notebooks if any(s in str(p.relative_to(root)) for s in only)]
-    results = [run_notebook(p, root, out_dir, quick) for p in notebooks]
+    stored = [stored_seconds(p) or 0.0 for p in notebooks]
+    say = (lambda line: print(line, flush=True)) if report == "print" else (report or (lambda line: None))
+    setting = "quick" if quick else "full"
+    say(f"Running {len(notebooks)} notebook(s), {setting} setting, into {out_dir.name}/; their stored (full) runs took "
+        f"{_duration(sum(stored))} in all.")
+    results: list[RunResult] = []
+    for i, path in enumerate(notebooks):
+        result = run_notebook(path, root, out_dir, quick)
+        results.append(result)
+        done = [r.seconds for r in results]
+        left = estimate_left(sum(done), sum(stored[: i + 1]), sum(stored[i + 1 :]))
+        tail = f"; about {_duration(left)} left" if i + 1 < len(notebooks) else ""
+        say(f"[{i + 1}/{len(notebooks)}] {result.notebook}: {result.status} in {result.seconds:.0f} s"
+            f"{' - ' + result.key_text if result.key_text else ''}{tail}")
     write_index(results, out_dir, quick)
     return results
 

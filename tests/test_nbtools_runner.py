@@ -21,13 +21,18 @@ def write_nb(path: Path, sources: list[str]) -> None:
 
 
 @pytest.mark.slow
-def test_run_collection_reports_status_key_result_and_failing_cell(tmp_path):
+def test_run_collection_reports_status_key_result_and_failing_cell(tmp_path, capfd):
     write_nb(tmp_path / "01_load_data" / "01_ok.ipynb",
              ["import os\nQUICK = os.environ['MEDIMG_QUICK']",
               "from helpers.nbtools import key_result\nkey_result('answer', 0.5, 'AUC')"])
     write_nb(tmp_path / "02_annotation" / "01_bad.ipynb", ["x = 1", "raise ValueError('boom')"])
-    results = nbtools.run_collection(tmp_path, tmp_path / "outputs", quick=True)
+    lines = []
+    results = nbtools.run_collection(tmp_path, tmp_path / "outputs", quick=True, report=lines.append)
     ok, bad = results
+    assert len(lines) == 3 and lines[0].startswith("Running 2 notebook(s), quick setting")
+    assert lines[1].startswith("[1/2] 01_load_data/01_ok.ipynb: ok in ") and "answer = 0.500 AUC" in lines[1]
+    assert " left" in lines[1] and lines[2].startswith("[2/2] 02_annotation/01_bad.ipynb: failed")
+    assert "without encryption" not in capfd.readouterr().err  # the kernels' TCP warning, once per notebook, is gone
     assert ok.status == "ok" and ok.key_results == [{"name": "answer", "value": 0.5, "unit": "AUC"}]
     assert ok.key_text == "answer = 0.500 AUC"
     assert bad.status == "failed"
@@ -56,3 +61,14 @@ def test_key_result_displays_both_text_and_record(monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda obj, raw: shown.append(obj))
     assert nbtools.key_result("n", 3) is None
     assert shown == [{nbtools.KEY_RESULT_MIME: {"name": "n", "value": 3, "unit": ""}, "text/plain": "Key result: n = 3"}]
+
+
+def test_estimate_left_scales_stored_durations_by_this_runs_pace(tmp_path):
+    assert nbtools.estimate_left(0, 0, 600) == 600  # nothing done yet: the stored runs' time
+    assert nbtools.estimate_left(30, 300, 600) == 60  # ten times faster so far (a quick run): a tenth of it
+    assert nbtools.estimate_left(200, 100, 50) == 100  # twice as slow: twice as long
+    nb = tmp_path / "n.ipynb"
+    nb.write_text(json.dumps({"cells": [], "metadata": {"papermill": {"duration": 12.5}}}))
+    assert nbtools.stored_seconds(nb) == 12.5
+    nb.write_text(json.dumps({"cells": [], "metadata": {}}))
+    assert nbtools.stored_seconds(nb) is None and nbtools.stored_seconds(tmp_path / "absent.ipynb") is None

@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -464,18 +465,23 @@ def write_index(results: list[RunResult], out_dir: Path, quick: bool) -> Path:
     return index
 
 
+def _print_now(line: str) -> None:
+    """Print ``line`` at once, even into a pipe (CI), where output is otherwise held back in a buffer."""
+    print(line, flush=True)
+
+
 def run_collection(root: str | Path, out_dir: str | Path, quick: bool = False, only: list[str] | None = None,
-                   report: Any = "print") -> list[RunResult]:
-    """Execute every notebook (or those whose path contains one of ``only``) into ``out_dir``; ``report`` (a
-    function taking one line; None for silence; by default printed at once) hears a line as the run starts and one per notebook as it finishes: its
-    status, seconds, key result, and an estimate of what is left (:func:`estimate_left`)."""
+                   report: Callable[[str], None] | None = _print_now) -> list[RunResult]:
+    """Execute every notebook (or those whose path contains one of ``only``) into ``out_dir``. ``report`` (None for
+    silence) hears a line as the run starts and one per notebook as it finishes: its status, seconds, key result, and
+    an estimate of what is left (:func:`estimate_left`)."""
     root, out_dir = Path(root).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = find_notebooks(root)
     if only:
         notebooks = [p for p in notebooks if any(s in str(p.relative_to(root)) for s in only)]
     stored = [stored_seconds(p) or 0.0 for p in notebooks]
-    say = (lambda line: print(line, flush=True)) if report == "print" else (report or (lambda line: None))
+    say = report or (lambda line: None)
     setting = "quick" if quick else "full"
     say(f"Running {len(notebooks)} notebook(s), {setting} setting, into {out_dir.name}/; their stored (full) runs took "
         f"{_duration(sum(stored))} in all.")
@@ -483,8 +489,7 @@ def run_collection(root: str | Path, out_dir: str | Path, quick: bool = False, o
     for i, path in enumerate(notebooks):
         result = run_notebook(path, root, out_dir, quick)
         results.append(result)
-        done = [r.seconds for r in results]
-        left = estimate_left(sum(done), sum(stored[: i + 1]), sum(stored[i + 1 :]))
+        left = estimate_left(sum(r.seconds for r in results), sum(stored[: i + 1]), sum(stored[i + 1 :]))
         tail = f"; about {_duration(left)} left" if i + 1 < len(notebooks) else ""
         say(f"[{i + 1}/{len(notebooks)}] {result.notebook}: {result.status} in {result.seconds:.0f} s"
             f"{' - ' + result.key_text if result.key_text else ''}{tail}")

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from helpers import nbtools
 
-papermill = pytest.importorskip("papermill")
+pytest.importorskip("papermill")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = [p.relative_to(ROOT).as_posix() for p in nbtools.find_notebooks(ROOT)]
@@ -20,13 +19,10 @@ TIMING_UNITS = {"ms", "s", "min"}
 
 
 def _run(notebook: str, out: Path, run: int, mode: str) -> list[dict]:
-    source = ROOT / notebook
-    try:
-        papermill.execute_notebook(str(source), str(out), kernel_name="python3", cwd=str(source.parent),
-                                   progress_bar=False, extra_arguments=list(nbtools.KERNEL_ARGUMENTS))
-    except papermill.PapermillExecutionError as error:
-        pytest.fail(f"{notebook}, {mode}, run {run} of 2: {error.ename}: {error.evalue} (cell {error.exec_count})")
-    return nbtools.read_key_results(nbformat.read(str(out), as_version=4))
+    """Key results of one run of ``notebook`` through `make demo`'s runner (into ``out``); a failure fails the test."""
+    result = nbtools.run_notebook(ROOT / notebook, ROOT, out, quick=True)
+    assert result.status == "ok", f"{mode}, run {run} of 2: {result.error}"
+    return result.key_results
 
 
 @pytest.mark.slow
@@ -41,7 +37,7 @@ def test_a_notebook_runs_twice_in_one_data_folder(notebook, headless, tmp_path, 
     else:
         monkeypatch.delenv("MEDIMG_HEADLESS", raising=False)
     mode = "headless" if headless else "live"
-    first, second = (_run(notebook, tmp_path / f"run{run}.ipynb", run, mode) for run in (1, 2))
+    first, second = (_run(notebook, tmp_path / f"run{run}", run, mode) for run in (1, 2))
     assert first and second, "each run reports its key result"
     if headless:  # the same computation on the same seed, with the first run's files in the data folder
         same = lambda keys: [k for k in keys if k.get("unit") not in TIMING_UNITS]  # noqa: E731
@@ -55,5 +51,5 @@ def test_the_annotation_journal_survives_a_second_live_run(tmp_path, monkeypatch
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     monkeypatch.delenv("MEDIMG_HEADLESS", raising=False)
     notebook = "02_annotation/01_label_images.ipynb"
-    first, second = (_run(notebook, tmp_path / f"run{run}.ipynb", run, "live")[0]["value"] for run in (1, 2))
+    first, second = (_run(notebook, tmp_path / f"run{run}", run, "live")[0]["value"] for run in (1, 2))
     assert first == 0 and second == 12  # no label before the first run's crash; all 12 before the second's

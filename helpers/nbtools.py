@@ -153,6 +153,12 @@ def check_template(nb: dict, relpath: str | Path) -> list[str]:
         problems.append("'What you should see' must come after the lesson, not before the imports")
     if wyss is not None and exercises is not None and exercises < wyss:
         problems.append("'Exercises' must come after 'What you should see'")
+    claims = _index(cells, lambda c: code(c) and "Claims(" in _source(c) and ".table()" in _source(c))
+    if claims is None:
+        problems.append("a code cell must state 'What you should see' as claims (helpers.nbtools.Claims: at least "
+                        "three checks, one with key=True, then claims.table())")
+    elif wyss is not None and claims > wyss:
+        problems.append("the claims cell must come before 'What you should see'")
 
     # 4. Kernel, stored outputs.
     kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
@@ -275,6 +281,11 @@ def template_notebook(relpath: str | Path, title: str) -> dict:
         v4.new_code_cell(PARAMETERS_SOURCE, metadata={"tags": ["parameters"]}),
         v4.new_code_cell("import helpers\nfrom helpers.config import is_quick\n\nquick = is_quick(QUICK)\n"
                          "helpers.seed_everything(SEED)\nhelpers.print_versions()"),
+        v4.new_markdown_cell("## Claims: what this run should show\n\nThe statements of *What you should see*, checked."),
+        v4.new_code_cell("from helpers.nbtools import Claims\n\n"
+                         "claims = Claims(quick)  # at least three; ranges measured with benchmarks/claims_spread.py\n"
+                         "# claims.between(\"test AUC\", auc, full=(0.85, 1.0), quick=(0.6, 1.0), key=True)\n"
+                         "claims.table();"),
         v4.new_markdown_cell("## What you should see\n\n- ..."),
         v4.new_markdown_cell("## Exercises\n\n1. ...\n\n<details><summary>Solution</summary>\n\n...\n</details>"),
     ]
@@ -326,7 +337,9 @@ def key_result(name: str, value: float | int | str, unit: str = "") -> None:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.1e}" if 0 < abs(value) < 1e-3 else f"{value:.3f}"
+    return str(value)
 
 
 def read_key_results(nb: dict) -> list[dict[str, Any]]:
@@ -338,6 +351,143 @@ def read_key_results(nb: dict) -> list[dict[str, Any]]:
             if KEY_RESULT_MIME in data:
                 found.append(data[KEY_RESULT_MIME])
     return found
+
+
+# --- claims: "What you should see" as checks ------------------------------------------------------
+
+CLAIMS_MIME = "application/vnd.medimg.claims+json"
+
+
+@dataclass
+class Claim:
+    """One statement of a notebook's "What you should see", checked: the value this run gave, what a correct run
+    gives (``expected``, as text), and whether it held."""
+
+    claim: str
+    value: Any
+    expected: str
+    held: bool
+    key: bool = False
+
+
+class Claims:
+    """A notebook's "What you should see" stated as checks at run time.
+
+    Each method records one claim and returns whether it held; :meth:`table` shows them all at the end of the
+    notebook (claim, value, expected, held) and stores them in the output, where ``make demo`` and ``make test``
+    read them. Ranges come in two settings: ``full`` and, for the quick setting CI runs, ``quick`` (default: the
+    same as ``full``). They are measured over seeds (``benchmarks/claims_spread.py``), not guessed::
+
+        claims = Claims(quick)
+        claims.between("test AUC", auc, full=(0.85, 1.0), quick=(0.6, 1.0), key=True)
+        claims.above("Grad-CAM++ hit rate above chance", hits, chance)
+        claims.equal("identifying values remaining", len(report), 0)
+        claims.table()
+
+    ``key=True`` marks the notebook's key result (shown at once, and in the ``make demo`` table). ``only="full"``
+    states a claim in the full setting alone (an ordering a quick run is too short to show). A claim that does
+    not hold is not an error in the notebook (you may be doing an exercise); the table says so, and the runners
+    report it as a failure.
+    """
+
+    def __init__(self, quick: bool) -> None:
+        self.quick = bool(quick)
+        self.rows: list[Claim] = []
+
+    def _skip(self, only: str | None) -> bool:
+        if only not in (None, "full", "quick"):
+            raise ValueError(f"only must be None, 'full' or 'quick', not {only!r}")
+        return only is not None and only != ("quick" if self.quick else "full")
+
+    def _add(self, claim: str, value: Any, expected: str, held: bool, key: bool, unit: str) -> bool:
+        value = value.item() if hasattr(value, "item") else value  # numpy scalars -> Python, for JSON
+        held = bool(held)
+        self.rows = [r for r in self.rows if r.claim != claim]  # re-running one cell replaces its claim
+        self.rows.append(Claim(claim, value, expected, held, key))
+        if key:
+            key_result(claim, value, unit)
+        return held
+
+    def _range(self, full: tuple[float, float], quick: tuple[float, float] | None) -> tuple[float, float]:
+        return quick if (self.quick and quick is not None) else full
+
+    def between(self, claim: str, value: float, full: tuple[float, float], quick: tuple[float, float] | None = None,
+                *, key: bool = False, unit: str = "", only: str | None = None) -> bool:
+        """``low <= value <= high``, with (low, high) from ``quick`` in the quick setting, else ``full``."""
+        if self._skip(only):
+            return True
+        low, high = self._range(full, quick)
+        ok = value == value and low <= value <= high  # NaN never holds
+        return self._add(claim, value, f"{_fmt(low)} to {_fmt(high)}", ok, key, unit)
+
+    def above(self, claim: str, value: float, other: float, margin: float = 0.0, *, key: bool = False,
+              unit: str = "", only: str | None = None) -> bool:
+        """An ordering: ``value > other + margin`` (e.g. a method above chance, or above another method; a negative
+        margin says "not more than this below")."""
+        if self._skip(only):
+            return True
+        ok = value == value and other == other and value > other + margin
+        expected = f"> {_fmt(other)}" + (f" {'+' if margin > 0 else '-'} {_fmt(abs(margin))}" if margin else "")
+        return self._add(claim, value, expected, ok, key, unit)
+
+    def equal(self, claim: str, value: Any, expected: Any, *, key: bool = False, unit: str = "",
+              only: str | None = None) -> bool:
+        """``value == expected`` (a count, a flag, a name)."""
+        if self._skip(only):
+            return True
+        return self._add(claim, value, f"= {_fmt(expected)}", value == expected, key, unit)
+
+    @property
+    def held(self) -> bool:
+        """Whether every claim held (True when there is none)."""
+        return all(r.held for r in self.rows)
+
+    def summary(self) -> str:
+        """``4 of 5 claims held (quick setting)``."""
+        setting = "quick" if self.quick else "full"
+        return f"{sum(r.held for r in self.rows)} of {len(self.rows)} claims held ({setting} setting)"
+
+    def table(self):
+        """Show the claims as a table (and store them in the output for the runners); returns it as a DataFrame."""
+        import pandas as pd
+
+        frame = pd.DataFrame([{"claim": r.claim, "value": _fmt(r.value), "expected": r.expected,
+                               "held": "yes" if r.held else "NO"} for r in self.rows],
+                             columns=["claim", "value", "expected", "held"])
+        missed = [r.claim for r in self.rows if not r.held]
+        note = ("Not held: " + "; ".join(missed) + ". Compare with 'What you should see' below: a changed parameter "
+                "explains it; otherwise something is wrong.") if missed else ""
+        text = "\n".join(filter(None, [self.summary(), frame.to_string(index=False), note]))
+        page = "".join(f"<p>{html.escape(t)}</p>" if t != "table" else frame.to_html(index=False)
+                       for t in filter(None, [self.summary(), "table", note]))
+        try:
+            from IPython.display import display
+
+            display({CLAIMS_MIME: {"quick": self.quick, "claims": [r.__dict__ for r in self.rows]},
+                     "text/plain": text, "text/html": page}, raw=True)
+        except ImportError:
+            print(text)
+        return frame
+
+
+def read_claims(nb: dict) -> list[dict[str, Any]]:
+    """The claims (dicts of :class:`Claim`'s fields) stored by :meth:`Claims.table` in an executed notebook."""
+    found: list[dict[str, Any]] = []
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            record = out.get("data", {}).get(CLAIMS_MIME)
+            if record:
+                found = list(record["claims"])  # the last table is the notebook's final word
+    return found
+
+
+def claims_text(claims: list[dict[str, Any]]) -> str:
+    """``claims 5/5`` (or ``claims 4/5, not held: X``); ``-`` when the notebook states none."""
+    if not claims:
+        return "-"
+    missed = [c["claim"] for c in claims if not c["held"]]
+    text = f"claims {len(claims) - len(missed)}/{len(claims)}"
+    return text + (f", not held: {'; '.join(missed)}" if missed else "")
 
 
 # --- the runner behind `make demo` -----------------------------------------------------------------
@@ -353,6 +503,12 @@ class RunResult:
     key_results: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     output: str = ""
+    claims: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def claims_held(self) -> bool:
+        """Whether every claim the notebook stated held (True when it states none)."""
+        return all(c["held"] for c in self.claims)
 
     @property
     def key_text(self) -> str:
@@ -415,11 +571,12 @@ def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: in
         status, error = "failed", f"{rel}: {type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - start
     keys: list[dict[str, Any]] = []
+    claims: list[dict[str, Any]] = []
     if out_nb.exists():
         executed = json.loads(out_nb.read_text(encoding="utf-8"))
-        keys = read_key_results(executed)
+        keys, claims = read_key_results(executed), read_claims(executed)
         _write_html(out_nb, out_nb.with_suffix(".html"))
-    return RunResult(str(rel), status, seconds, keys, error, str(out_nb.relative_to(out_dir)))
+    return RunResult(str(rel), status, seconds, keys, error, str(out_nb.relative_to(out_dir)), claims)
 
 
 def _write_html(notebook: Path, path: Path) -> None:
@@ -439,9 +596,10 @@ def text_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 
 def format_table(results: list[RunResult]) -> str:
-    """The run summary as a plain-text table: notebook, status, seconds, key result."""
-    return text_table(("notebook", "status", "seconds", "key result"),
-                      [(r.notebook, r.status, f"{r.seconds:.1f}", r.key_text or "-") for r in results])
+    """The run summary as a plain-text table: notebook, status, seconds, claims held, key result."""
+    return text_table(("notebook", "status", "seconds", "claims", "key result"),
+                      [(r.notebook, r.status, f"{r.seconds:.1f}", claims_text(r.claims).removeprefix("claims "),
+                        r.key_text or "-") for r in results])
 
 
 def write_index(results: list[RunResult], out_dir: Path, quick: bool) -> Path:
@@ -449,7 +607,8 @@ def write_index(results: list[RunResult], out_dir: Path, quick: bool) -> Path:
     rows = "\n".join(
         f"<tr><td><a href='{html.escape(Path(r.output).with_suffix('.html').as_posix())}'>"
         f"{html.escape(r.notebook)}</a></td><td class='{r.status}'>{r.status}</td>"
-        f"<td>{r.seconds:.1f}</td><td>{html.escape(r.key_text or r.error or '-')}</td></tr>"
+        f"<td>{r.seconds:.1f}</td><td>{html.escape(claims_text(r.claims))}</td>"
+        f"<td>{html.escape(r.key_text or r.error or '-')}</td></tr>"
         for r in results
     )
     setting = "quick" if quick else "full"
@@ -457,7 +616,7 @@ def write_index(results: list[RunResult], out_dir: Path, quick: bool) -> Path:
 <style>body{{font-family:sans-serif}}td,th{{padding:4px 10px;text-align:left}}.ok{{color:green}}
 .failed{{color:#b00;font-weight:bold}}</style></head><body>
 <h1>Medical imaging AI tutorials: {setting} run, {time.strftime('%Y-%m-%d %H:%M')}</h1>
-<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>key result</th></tr>
+<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>claims held</th><th>key result</th></tr>
 {rows}</table></body></html>"""
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
@@ -492,7 +651,7 @@ def run_collection(root: str | Path, out_dir: str | Path, quick: bool = False, o
         left = estimate_left(sum(r.seconds for r in results), sum(stored[: i + 1]), sum(stored[i + 1 :]))
         tail = f"; about {_duration(left)} left" if i + 1 < len(notebooks) else ""
         say(f"[{i + 1}/{len(notebooks)}] {result.notebook}: {result.status} in {result.seconds:.0f} s"
-            f"{' - ' + result.key_text if result.key_text else ''}{tail}")
+            f", {claims_text(result.claims)}{' - ' + result.key_text if result.key_text else ''}{tail}")
     write_index(results, out_dir, quick)
     return results
 
@@ -523,8 +682,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             if r.error:
                 print(f"\nFAILED {r.error}", file=sys.stderr)
+            elif not r.claims_held:
+                print(f"\nCLAIMS NOT HELD in {r.notebook}: {claims_text(r.claims)} (its last cell's table shows the "
+                      "values)", file=sys.stderr)
         print(f"\nExecuted notebooks and index.html are in {args.out}/")
-        return 0 if results and all(r.status == "ok" for r in results) else 1
+        return 0 if results and all(r.status == "ok" and r.claims_held for r in results) else 1
     if args.cmd == "check":
         failures = 0
         for path in find_notebooks(root):

@@ -13,6 +13,11 @@ With an Azure ML workspace configured (see :mod:`helpers.azure`) and ``azureml-m
 :func:`register_dataset` logs a manifest CSV (see :func:`helpers.datasets.splits.write_manifest`) with
 its SHA-256 and counts as a run of the ``datasets`` experiment; versions count up per name and the same
 content is never registered twice. :func:`load_registered_manifest` checks the hash before returning it.
+Registered with ``root=`` (the folder the manifest's paths are relative to), a version also gets a folder of its own,
+``data_dir()/"registered"/<name>/<version>/``: a copy of the manifest (``manifest.csv`` and its ``.sha256``) and of
+every file it names, with ``files.sha256`` listing their hashes. Nothing writes there again, so a version keeps naming
+exactly the files it was registered with, whatever later lessons regenerate in the source folder;
+:func:`registered_folder` checks the hashes and hands the folder to a training job.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import io
 import json
 import math
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -54,6 +61,10 @@ STORE_FOLDER = "mlruns"
 MANIFEST_ARTIFACT_DIR = "manifest"
 #: Backends :func:`tracking_uri` knows.
 BACKENDS = ("auto", "local", "azure")
+#: Folder (under :func:`helpers.config.data_dir`) of the registered versions' own copies: ``<name>/<version>/``.
+REGISTERED_FOLDER = "registered"
+#: In a version's folder: the hash and relative path of every file the manifest names (``sha256sum`` format).
+FILES_LIST = "files.sha256"
 #: Environment variable MLflow 3.13+ needs before it opens a file store.
 ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
 #: Columns of :func:`list_dataset_versions`.
@@ -75,6 +86,7 @@ class DatasetVersion:
     splits: dict[str, int]
     manifest: str
     created: bool
+    folder: Path | None = None  # the version's own copy (manifest.csv and its files), when registered with root=
 
 
 # --- Where runs go -----------------------------------------------------------------------------------
@@ -343,7 +355,58 @@ def _from_run(run: Any, created: bool) -> DatasetVersion:
         splits=json.loads(tags.get("splits", "{}")),
         manifest=tags.get("manifest", ""),
         created=created,
+        folder=(data_dir() / tags["folder"]) if tags.get("folder") else None,
     )
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files_list(table: pd.DataFrame, root: Path, path_col: str) -> str:
+    """``sha256sum``-style lines for every file of ``table[path_col]`` (relative to ``root``), in manifest order."""
+    if path_col not in table.columns:
+        raise DatasetError(f"The manifest has no {path_col!r} column, so there are no files to register with root=.")
+    lines = []
+    for rel in dict.fromkeys(table[path_col].astype(str)):
+        path = root / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise DatasetError(f"{rel} is not a path inside {root}: write the manifest with write_manifest(root=...).")
+        if not path.is_file():
+            raise DatasetError(f"{path} is named in the manifest but does not exist; regenerate or restore it, or "
+                               "write the manifest again from the files that are there.")
+        lines.append(f"{_sha256_file(path)}  {rel}")
+    return "\n".join(lines) + "\n"
+
+
+def _snapshot(manifest_bytes: bytes, files_list: str, root: Path, target: Path) -> None:
+    """Copy the manifest (as manifest.csv + .sha256) and every listed file from ``root`` into ``target``, through a
+    temporary folder beside it, so that ``target`` appears complete or not at all."""
+    if target.exists():
+        if (target / FILES_LIST).is_file() and (target / FILES_LIST).read_text() == files_list and \
+                (target / "manifest.csv").is_file() and (target / "manifest.csv").read_bytes() == manifest_bytes:
+            return  # the same content, copied before (its registry run was lost): keep it
+        raise DatasetError(
+            f"{target} already holds other files, but no registered version names them (was the MLflow store "
+            f"under {data_dir() / STORE_FOLDER} deleted?). Move that folder away, or register under another name.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for line in files_list.splitlines():
+            rel = line.split("  ", 1)[1]
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, staging / rel)
+        (staging / "manifest.csv").write_bytes(manifest_bytes)
+        (staging / "manifest.csv.sha256").write_text(f"{hashlib.sha256(manifest_bytes).hexdigest()}  manifest.csv\n")
+        (staging / FILES_LIST).write_text(files_list)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def register_dataset(
@@ -354,12 +417,19 @@ def register_dataset(
     uri: str | None = None,
     patient_col: str = "patient_id",
     split_col: str = "split",
+    root: str | Path | None = None,
+    path_col: str = "path",
 ) -> DatasetVersion:
     """Register a manifest CSV as version ``version`` (default: the next) of data set ``name``; return that version.
 
     Logs the CSV, its SHA-256 (tags ``name``/``version``/``sha256``) and row/patient/split counts as a run of
     the ``datasets`` experiment, plus an MLflow dataset input. Registering content already registered under
     ``name`` returns that version (``created=False``). A ``.sha256`` file beside the manifest is checked first.
+
+    With ``root`` (the folder ``path_col``'s relative paths start from), the version also gets its own copy of the
+    manifest and of every file it names (``DatasetVersion.folder``; see the module's docstring), and "the same
+    content" means the same manifest *and* the same files: a manifest whose images were regenerated differently
+    is a new version. Every named file must exist.
     """
     import mlflow
 
@@ -375,13 +445,15 @@ def register_dataset(
             f"{manifest_path} changed since write_manifest wrote it (SHA-256 {digest} differs from {sidecar.name}). "
             "Restore the file or rebuild it with write_manifest before registering it."
         )
-    table = pd.read_csv(io.BytesIO(data), dtype={patient_col: str})
+    table = pd.read_csv(io.BytesIO(data), dtype={patient_col: str, path_col: str})
     rows, patients, splits = _counts(table, patient_col, split_col)
+    files_list = _files_list(table, Path(root), path_col) if root is not None else None
+    files_digest = hashlib.sha256(files_list.encode()).hexdigest() if files_list is not None else None
 
     client = mlflow.MlflowClient(uri or local_store_uri())
     existing = _dataset_runs(client, name)
     for run in existing:
-        if run.data.tags.get("sha256") == digest:
+        if run.data.tags.get("sha256") == digest and run.data.tags.get("files_sha256") == files_digest:
             return _from_run(run, created=False)
     taken = {int(run.data.tags["version"]) for run in existing}
     if version is None:
@@ -394,6 +466,10 @@ def register_dataset(
     version = int(version)
     if version < 1:
         raise ValueError(f"version must be a positive integer, got {version}.")
+    folder = None
+    if files_list is not None:
+        folder = Path(REGISTERED_FOLDER) / name / str(version)
+        _snapshot(data, files_list, Path(root), data_dir() / folder)
 
     tags = {
         "name": name,
@@ -402,6 +478,7 @@ def register_dataset(
         "manifest": manifest_path.name,
         "splits": json.dumps(splits, sort_keys=True),
         "mlflow.note.content": description,
+        **({"files_sha256": files_digest, "folder": folder.as_posix()} if folder is not None else {}),
     }
     run = client.create_run(_experiment_id(client, DATASETS_EXPERIMENT), tags=tags, run_name=f"{name} v{version}")
     run_id = run.info.run_id
@@ -523,6 +600,39 @@ def load_registered_manifest(
             "version and restore this one (or delete its run)."
         )
     return pd.read_csv(io.BytesIO(data), dtype={path_col: str, patient_col: str})
+
+
+def registered_folder(name: str, version: int | str = "latest", uri: str | None = None) -> Path:
+    """The folder of data set ``name`` at ``version`` (manifest.csv and the files it names, as registered), after
+    checking every file against the hashes recorded at registration: what a training job's ``--data`` gets.
+
+    Raises DatasetError when the version was registered without ``root=`` (it has no folder) and ChecksumMismatch
+    when a file changed, naming it.
+    """
+    import mlflow
+
+    _check_name(name)
+    client = mlflow.MlflowClient(uri or local_store_uri())
+    registered = _from_run(_find_version(client, name, version), created=False)
+    if registered.folder is None:
+        raise DatasetError(f"{name} v{registered.version} was registered without root=, so only its manifest was "
+                           "kept; register it again with root=<the data folder> to give it a folder of its own.")
+    listed = registered.folder / FILES_LIST
+    if not listed.is_file() or hashlib.sha256(listed.read_bytes()).hexdigest() != \
+            client.get_run(registered.run_id).data.tags.get("files_sha256"):
+        raise ChecksumMismatch(f"{listed} is missing or changed since {name} v{registered.version} was registered. "
+                               "Delete the folder and register the data set again.")
+    manifest = registered.folder / "manifest.csv"
+    if not manifest.is_file() or _sha256_file(manifest) != registered.sha256:
+        raise ChecksumMismatch(f"{manifest} is missing or changed since {name} v{registered.version} was registered.")
+    for line in listed.read_text().splitlines():
+        expected, rel = line.split("  ", 1)
+        path = registered.folder / rel
+        if not path.is_file() or _sha256_file(path) != expected:
+            raise ChecksumMismatch(f"{path} is missing or changed since {name} v{registered.version} was registered "
+                                   "(registered files are never rewritten: something edited it by hand). Delete the "
+                                   "folder and register the data set again from its source.")
+    return registered.folder
 
 
 def log_dataset_input(

@@ -43,7 +43,7 @@ def test_run_collection_reports_status_key_result_and_failing_cell(tmp_path, cap
     summary = json.loads((tmp_path / "outputs" / "summary.json").read_text())
     assert [s["status"] for s in summary] == ["ok", "failed"]
     table = nbtools.format_table(results)
-    assert table.splitlines()[0].split() == ["notebook", "status", "seconds", "key", "result"]
+    assert table.splitlines()[0].split() == ["notebook", "status", "seconds", "claims", "key", "result"]
     assert "answer = 0.500 AUC" in table
 
 
@@ -72,3 +72,45 @@ def test_estimate_left_scales_stored_durations_by_this_runs_pace(tmp_path):
     assert nbtools.stored_seconds(nb) == 12.5
     nb.write_text(json.dumps({"cells": [], "metadata": {}}))
     assert nbtools.stored_seconds(nb) is None and nbtools.stored_seconds(tmp_path / "absent.ipynb") is None
+
+
+def test_claims_check_ranges_orderings_and_settings(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
+    claims = nbtools.Claims(quick=True)
+    assert claims.between("auc", 0.7, full=(0.85, 1.0), quick=(0.6, 1.0), key=True)
+    assert not claims.between("dice", float("nan"), full=(0.0, 1.0))  # NaN never holds
+    assert claims.above("hits above chance", 0.5, 0.07)
+    assert not claims.above("ensemble vs median fold", 0.90, 0.95, -0.02)
+    assert claims.equal("leaks", 0, 0)
+    assert claims.above("full only", 0.0, 1.0, only="full")  # not stated in the quick setting
+    claims.equal("leaks", 1, 0)  # a re-run cell replaces its claim
+    assert [r.claim for r in claims.rows] == ["auc", "dice", "hits above chance", "ensemble vs median fold", "leaks"]
+    assert [r.expected for r in claims.rows] == ["0.600 to 1.000", "0.000 to 1.000", "> 0.070", "> 0.950 - 0.020", "= 0"]
+    assert claims.summary() == "2 of 5 claims held (quick setting)" and not claims.held
+    frame = claims.table()
+    assert frame.held.tolist() == ["yes", "NO", "yes", "NO", "NO"]
+    record = shown[-1][nbtools.CLAIMS_MIME]
+    assert record["quick"] is True and [c["held"] for c in record["claims"]] == [True, False, True, False, False]
+    assert "Not held: dice; ensemble vs median fold; leaks" in shown[-1]["text/plain"]
+    assert shown[0][nbtools.KEY_RESULT_MIME] == {"name": "auc", "value": 0.7, "unit": ""}  # the key claim
+    nb = {"cells": [{"outputs": [{"data": {nbtools.CLAIMS_MIME: record}}]}]}
+    assert nbtools.claims_text(nbtools.read_claims(nb)) == "claims 2/5, not held: dice; ensemble vs median fold; leaks"
+    assert nbtools.claims_text([]) == "-"
+    with pytest.raises(ValueError, match="only"):
+        claims.equal("x", 1, 1, only="fast")
+
+
+def test_run_collection_reports_claims_and_make_demo_fails_when_one_does_not_hold(tmp_path, capfd):
+    root = tmp_path / "repo"
+    write_nb(root / "01_load_data" / "01_ok.ipynb",
+              ["from helpers.nbtools import Claims\nclaims = Claims(True)\nclaims.equal('a', 1, 1, key=True)\n"
+               "claims.between('b', 0.5, full=(0, 1))\nclaims.above('c', 2, 1)\nclaims.table();"])
+    write_nb(root / "02_annotation" / "01_off.ipynb",
+              ["from helpers.nbtools import Claims\nclaims = Claims(True)\nclaims.equal('a', 1, 2)\nclaims.table();"])
+    code = nbtools.main(["--root", str(root), "run", "--quick", "--out", str(tmp_path / "out")])
+    out, err = capfd.readouterr()
+    assert code == 1
+    assert "[1/2] 01_load_data/01_ok.ipynb: ok in" in out and "claims 3/3 - a = 1" in out
+    assert "claims 0/1, not held: a" in out
+    assert "CLAIMS NOT HELD in 02_annotation/01_off.ipynb" in err

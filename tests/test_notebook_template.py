@@ -158,3 +158,18 @@ def test_every_notebook_has_an_extras_entry_or_needs_none():
     listed = set(nbtools.NOTEBOOK_EXTRAS)
     present = {p.relative_to(ROOT).as_posix() for p in NOTEBOOKS}
     assert listed <= present, f"NOTEBOOK_EXTRAS names notebooks that do not exist: {sorted(listed - present)}"
+
+
+def test_every_notebook_stores_at_least_three_claims_all_held_one_of_them_the_key_result():
+    """The stored outputs come from a clean full run (issue 19, item 1): its claims table is there and held."""
+    for path in NOTEBOOKS:
+        claims = nbtools.read_claims(json.loads(path.read_text(encoding="utf-8")))
+        rel = path.relative_to(ROOT)
+        assert len(claims) >= 3, f"{rel} stores {len(claims)} claims"
+        assert all(c["held"] for c in claims), f"{rel}: {nbtools.claims_text(claims)}"
+        assert sum(c["key"] for c in claims) == 1, f"{rel}: one claim is the key result"
+
+
+def test_a_notebook_without_a_claims_cell_is_named(good):
+    good["cells"] = [c for c in good["cells"] if "Claims(" not in "".join(c["source"])]
+    assert any("as claims" in p for p in nbtools.check_template(good, REL))

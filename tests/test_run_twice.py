@@ -1,6 +1,6 @@
 """Run All, twice, as a learner does (issue 19, item 4): every notebook runs top to bottom a second time in the same
 data folder, in the quick setting, headless (as `make` runs it) and live (no MEDIMG_HEADLESS: widget panels appear
-and nobody clicks them). About 4 x 5 minutes in all on 2 CPU cores."""
+and nobody clicks them), with the same claims held. About 4 x 5 minutes in all on 2 CPU cores."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ TIMING_UNITS = {"ms", "s", "min"}
 
 
 def _run(notebook: str, out: Path, run: int, mode: str) -> list[dict]:
-    """Key results of one run of ``notebook`` through `make demo`'s runner (into ``out``); a failure fails the test."""
+    """Key results of one run of ``notebook`` through `make demo`'s runner (into ``out``); a failure, or a claim of
+    the notebook that does not hold, fails the test."""
     result = nbtools.run_notebook(ROOT / notebook, ROOT, out, quick=True)
     assert result.status == "ok", f"{mode}, run {run} of 2: {result.error}"
+    assert len(result.claims) >= 3 and result.claims_held, f"{mode}, run {run} of 2: {nbtools.claims_text(result.claims)}"
     return result.key_results
 
 

@@ -267,3 +267,65 @@ def test_log_history_logs_numeric_columns_per_epoch_and_a_run_can_be_reopened(st
     with pytest.raises(ValueError, match="no 'step'"):
         with tracking.start_run("history-test"):
             tracking.log_history(history, step_col="step")
+
+
+# --- registered versions keep their own copy of the files (issue 19, item 5) -------------------------------------
+
+
+def _images(root: Path, table: pd.DataFrame, content: bytes = b"pixels") -> None:
+    for rel in table.path:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content + rel.encode())
+
+
+def test_a_registered_version_keeps_its_files_when_the_source_folder_is_rewritten(tmp_path, store):
+    table, source = _table(), tmp_path / "generated"
+    _images(source, table)
+    manifest, digest = write_manifest(table, tmp_path / "manifests" / "pneumo.csv")
+    first = tracking.register_dataset(manifest, "pneumo", root=source)
+    assert first.created and first.folder == tracking.data_dir() / "registered" / "pneumo" / "1"
+    assert sorted(p.name for p in first.folder.iterdir()) == ["files.sha256", "img", "manifest.csv",
+                                                             "manifest.csv.sha256"]
+    assert read_manifest(first.folder / "manifest.csv")["path"].tolist() == table.path.tolist()  # hash checked too
+    # a later lesson regenerates the source folder with other pixels, and writes its own manifest.csv there
+    _images(source, table, content=b"other pixels")
+    (source / "manifest.csv").write_text("path\nsomething else\n")
+    assert tracking.registered_folder("pneumo", 1) == first.folder  # every file still what was registered
+    assert (first.folder / table.path[0]).read_bytes() == b"pixels" + table.path[0].encode()
+    # the same manifest over changed files is new content: a new version, with its own folder
+    second = tracking.register_dataset(manifest, "pneumo", root=source)
+    assert (second.version, second.created, second.sha256) == (2, True, digest)
+    assert (second.folder / table.path[0]).read_bytes().startswith(b"other pixels")
+    again = tracking.register_dataset(manifest, "pneumo", root=source)
+    assert (again.version, again.created, again.folder) == (2, False, second.folder)
+    assert tracking.registered_folder("pneumo", 1) == first.folder
+
+
+def test_registered_folder_names_a_changed_file_and_a_version_without_folder(tmp_path, store):
+    table, source = _table(), tmp_path / "generated"
+    _images(source, table)
+    manifest, _ = write_manifest(table, tmp_path / "m.csv")
+    version = tracking.register_dataset(manifest, "pneumo", root=source)
+    (version.folder / table.path[3]).write_bytes(b"edited by hand")
+    with pytest.raises(ChecksumMismatch, match=table.path[3].split("/")[-1]):
+        tracking.registered_folder("pneumo")
+    other, _ = write_manifest(table.iloc[:4], tmp_path / "n.csv")
+    tracking.register_dataset(other, "manifest-only")
+    with pytest.raises(DatasetError, match="without root="):
+        tracking.registered_folder("manifest-only")
+
+
+def test_registering_with_a_missing_file_or_over_a_stray_folder_says_what_to_do(tmp_path, store):
+    table, source = _table(), tmp_path / "generated"
+    _images(source, table.iloc[:-1])
+    manifest, _ = write_manifest(table, tmp_path / "m.csv")
+    with pytest.raises(DatasetError, match="does not exist"):
+        tracking.register_dataset(manifest, "pneumo", root=source)
+    assert not (tracking.data_dir() / "registered" / "pneumo").exists() or \
+        not any((tracking.data_dir() / "registered" / "pneumo").iterdir())
+    _images(source, table)
+    stray = tracking.data_dir() / "registered" / "pneumo" / "1"
+    stray.mkdir(parents=True)
+    (stray / "manifest.csv").write_text("left from a deleted store\n")
+    with pytest.raises(DatasetError, match="Move that folder away"):
+        tracking.register_dataset(manifest, "pneumo", root=source)

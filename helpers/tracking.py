@@ -1,11 +1,15 @@
 """Experiment tracking with MLflow, and a small versioned data set registry on top of it.
 
-The default store is local and needs no server: MLflow's file store under ``data_dir()/"mlruns"``.
-MLflow 3 defaults to ``sqlite:///mlflow.db``, which needs SQLAlchemy and Alembic; ``mlflow-skinny``
-(what this collection installs) has neither, so the file store is the one local store it supports.
-MLflow 3.13+ keeps that store in maintenance mode and refuses it unless ``MLFLOW_ALLOW_FILE_STORE=true``;
-:func:`tracking_uri` sets that variable for this process (``setdefault``) when it hands out the local store.
-Browse the runs with full MLflow: ``MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri <uri>``.
+The default store is local and needs no server: an SQLite database MLflow maintains, ``data_dir()/"mlflow.db"``,
+with the runs' files under ``data_dir()/"mlartifacts"`` (MLflow 3's own default backend; it needs SQLAlchemy and
+Alembic, which the collection installs beside ``mlflow-skinny``). Browse it with full MLflow:
+``mlflow ui --backend-store-uri sqlite:///<data folder>/mlflow.db``.
+
+**Earlier runs.** Until December 2026 the collection used MLflow's file store, ``data_dir()/"mlruns"``, which MLflow
+3.13+ keeps in maintenance mode (it opens only with ``MLFLOW_ALLOW_FILE_STORE=true``). Nothing deletes or changes
+that folder: the first time the new store is created beside an old one, a warning says so, and
+:func:`migrate_file_store` copies its experiments and runs (parameters, metric histories, tags, artifacts, and so the
+registered data sets) into the new store, once; the old folder stays as it was.
 
 With an Azure ML workspace configured (see :mod:`helpers.azure`) and ``azureml-mlflow`` installed
 (``pip install azureml-mlflow``, not part of the locked stack), runs can go to the workspace instead.
@@ -28,6 +32,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -40,7 +45,7 @@ from urllib.request import url2pathname
 
 import pandas as pd
 
-from helpers.config import data_dir
+from helpers.config import data_dir, display_path
 from helpers.errors import (
     ChecksumMismatch,
     DatasetError,
@@ -55,8 +60,14 @@ if TYPE_CHECKING:
 
 #: Experiment that holds one run per registered data set version.
 DATASETS_EXPERIMENT = "datasets"
-#: Folder (under :func:`helpers.config.data_dir`) of the local MLflow store.
+#: File (under :func:`helpers.config.data_dir`) of the local MLflow store: an SQLite database.
+STORE_DB = "mlflow.db"
+#: Folder (under :func:`helpers.config.data_dir`) of the local store's artifacts, one sub-folder per experiment.
+ARTIFACTS_FOLDER = "mlartifacts"
+#: Folder (under :func:`helpers.config.data_dir`) of the earlier local store, MLflow's file store (see above).
 STORE_FOLDER = "mlruns"
+#: Tag of a run copied by :func:`migrate_file_store`: the run id it had in the file store.
+MIGRATED_TAG = "medimg.migrated_from"
 #: Artifact folder of a data set run that holds the manifest CSV.
 MANIFEST_ARTIFACT_DIR = "manifest"
 #: Backends :func:`tracking_uri` knows.
@@ -93,11 +104,88 @@ class DatasetVersion:
 
 
 def local_store_uri() -> str:
-    """``file://`` URI of the local MLflow file store under ``data_dir()/"mlruns"`` (and allow MLflow to open it)."""
-    os.environ.setdefault(ALLOW_FILE_STORE_ENV, "true")
-    root = (data_dir() / STORE_FOLDER).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    return root.as_uri()
+    """``sqlite:///`` URI of the local MLflow store, ``data_dir()/"mlflow.db"``, created on first use."""
+    for module in ("sqlalchemy", "alembic"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise TrackingBackendUnavailable(
+                f"MLflow's local store is an SQLite database, which needs {module}: pip install sqlalchemy alembic "
+                "(both are in the collection's extras; pip install -e '.[torch]' brings them)."
+            ) from None
+    _quiet_store_logs()
+    db = (data_dir() / STORE_DB).resolve()
+    if not db.exists():
+        _create_store(db)
+    return f"sqlite:///{db.as_posix()}"
+
+
+def _quiet_store_logs() -> None:
+    """MLflow and Alembic log each step of creating or upgrading the database at INFO: noise in a notebook."""
+    import logging
+
+    for name in ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _empty_store_template() -> Path:
+    """An empty store of this MLflow version, made once per machine: building the tables runs some fifty Alembic
+    migrations (seconds), and every fresh data folder (each test, each Colab session) would pay for them."""
+    import mlflow
+
+    template = Path(tempfile.gettempdir()) / f"medimg-mlflow-{mlflow.__version__}-empty.db"
+    if not template.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "empty.db"
+            mlflow.MlflowClient(f"sqlite:///{path.as_posix()}").search_experiments()  # MLflow builds the tables
+            _dispose_engines()
+            shutil.copyfile(path, Path(tmp) / "copy.db")
+            os.replace(Path(tmp) / "copy.db", template)  # atomic: a concurrent maker changes nothing
+    return template
+
+
+def _dispose_engines() -> None:
+    """Close MLflow's cached SQLAlchemy engines (so a database file can be copied or removed)."""
+    try:
+        from mlflow.store.db import utils as db_utils
+
+        for engine in getattr(db_utils, "_engine_cache", {}).values():  # absent in some MLflow versions
+            engine.dispose()
+    except Exception:  # noqa: BLE001 (best effort: nothing depends on it)
+        pass
+
+
+def _create_store(db: Path) -> None:
+    """Create the local store at ``db`` from the template; its Default experiment's files go under the data folder."""
+    import sqlite3
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    staging = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+    shutil.copyfile(_empty_store_template(), staging)
+    with sqlite3.connect(staging) as connection:  # the template's Default experiment points where it was made
+        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                           ((db.parent / ARTIFACTS_FOLDER / "0").as_uri(),))
+    connection.close()
+    os.replace(staging, db)
+    old = db.parent / STORE_FOLDER
+    if old.is_dir() and any(old.glob("*/meta.yaml")):
+        warnings.warn(
+            f"Runs are now tracked in {display_path(db)} (an SQLite database MLflow maintains). Your earlier runs are "
+            f"in MLflow's old file store, {display_path(old)}: nothing changed or deleted them. To bring them (and "
+            "the data sets registered there) into the new store, run helpers.tracking.migrate_file_store() once.",
+            stacklevel=3,
+        )
+
+
+def _artifact_location(client: Any, name: str) -> str | None:
+    """Where a new experiment's files go in the local store: ``data_dir()/"mlartifacts"/<name>``; None elsewhere (a
+    server or Azure ML decides)."""
+    uri = str(getattr(client, "tracking_uri", "") or "")
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):])
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "experiment"
+    return (db.parent / ARTIFACTS_FOLDER / slug).resolve().as_uri()
 
 
 def _azureml_mlflow_installed() -> bool:
@@ -152,7 +240,7 @@ def tracking_uri(backend: str = "auto") -> str:
     if not _azureml_mlflow_installed():
         warnings.warn(
             "An Azure ML workspace is configured but azureml-mlflow is not installed, so runs are logged locally "
-            f"under {data_dir() / STORE_FOLDER}. pip install azureml-mlflow to log to the workspace.",
+            f"in {display_path(data_dir() / STORE_DB)}. pip install azureml-mlflow to log to the workspace.",
             stacklevel=2,
         )
         return local_store_uri()
@@ -306,10 +394,77 @@ def _experiment_id(client: Any, name: str) -> str:
     """Id of experiment ``name``, created quietly if it does not exist (restored if it was deleted)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=_artifact_location(client, name))
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id
+
+
+def use_experiment(name: str) -> str:
+    """Make ``name`` the active experiment of MLflow's fluent API (``mlflow.start_run``), created where
+    :func:`start_run` would create it (in the local store, its files under the data folder, not the working
+    directory); return its id. For command-line entry points that manage their own runs."""
+    import mlflow
+
+    experiment_id = _experiment_id(mlflow.MlflowClient(), name)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def migrate_file_store(source: str | Path | None = None, uri: str | None = None) -> pd.DataFrame:
+    """Copy every run of MLflow's file store at ``source`` (default: the old ``data_dir()/"mlruns"``) into the store
+    at ``uri`` (default: the local SQLite store); return the runs copied per experiment.
+
+    Each run keeps its name, start and end times, status, parameters, tags and whole metric histories, and gets its
+    artifacts (checkpoints, figures, registered manifests) copied; its old id is in the tag ``medimg.migrated_from``,
+    so a second migration copies nothing twice. The file store itself is only read.
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag, ViewType
+
+    source = Path(source) if source is not None else data_dir() / STORE_FOLDER
+    if not source.is_dir():
+        raise DatasetError(f"No MLflow file store at {source}: nothing to migrate.")
+    previous = os.environ.get(ALLOW_FILE_STORE_ENV)
+    os.environ[ALLOW_FILE_STORE_ENV] = "true"  # MLflow 3.13+ opens a file store only with this
+    try:
+        old = mlflow.MlflowClient(source.resolve().as_uri())
+        new = mlflow.MlflowClient(uri or local_store_uri())
+        rows = []
+        for experiment in old.search_experiments(view_type=ViewType.ALL):
+            runs = old.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=50_000)
+            if not runs:
+                continue
+            target = _experiment_id(new, experiment.name)
+            done = {r.data.tags.get(MIGRATED_TAG) for r in
+                    new.search_runs([target], run_view_type=ViewType.ALL, max_results=50_000)}
+            copied = 0
+            for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+                if run.info.run_id in done:
+                    continue
+                created = new.create_run(target, start_time=run.info.start_time, run_name=run.info.run_name)
+                run_id = created.info.run_id
+                metrics = [Metric(m.key, m.value, m.timestamp, m.step)
+                           for key in run.data.metrics for m in old.get_metric_history(run.info.run_id, key)]
+                params = [Param(k, v) for k, v in run.data.params.items()]
+                tags = [RunTag(k, v) for k, v in {**run.data.tags, MIGRATED_TAG: run.info.run_id}.items()
+                        if k != "mlflow.runName"]
+                for i in range(0, len(metrics), 900):  # MLflow's limits per batch: 1000 metrics, 100 params/tags
+                    new.log_batch(run_id, metrics=metrics[i:i + 900])
+                for i in range(0, max(len(params), len(tags)), 90):
+                    new.log_batch(run_id, params=params[i:i + 90], tags=tags[i:i + 90])
+                files = Path(url2pathname(urlparse(run.info.artifact_uri).path))
+                if files.is_dir() and any(files.iterdir()):
+                    new.log_artifacts(run_id, str(files))
+                new.set_terminated(run_id, status=run.info.status, end_time=run.info.end_time)
+                copied += 1
+            rows.append({"experiment": experiment.name, "runs": len(runs), "copied": copied})
+        return pd.DataFrame(rows, columns=["experiment", "runs", "copied"])
+    finally:
+        if previous is None:
+            os.environ.pop(ALLOW_FILE_STORE_ENV, None)
+        else:
+            os.environ[ALLOW_FILE_STORE_ENV] = previous
 
 
 def _dataset_runs(client: Any, name: str) -> list:

@@ -486,10 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="sunnybrook-lv")
     args = parser.parse_args(argv)
     if "MLFLOW_TRACKING_URI" not in os.environ:  # not on Azure ML: the local store
-        from helpers.tracking import tracking_uri
+        from helpers.tracking import tracking_uri, use_experiment
 
         mlflow.set_tracking_uri(tracking_uri())
-        mlflow.set_experiment(args.experiment)
+        use_experiment(args.experiment)  # its files under the data folder, not the working directory
     with mlflow.start_run():
         _, history = train_from_folder(
             args.data, args.out, model=args.model, loss=args.loss, epochs=args.epochs, image_size=args.image_size,

@@ -784,9 +784,15 @@ def lesson_model(
     size: int = 128,
     epochs: int = 10,
     seed: int = 0,
+    patience: int | None = None,
 ) -> LessonModel:
     """The checkpoint of 03_train_classifier when ``checkpoint`` is given, else a small CNN trained here on
     ``table``'s ``train``/``val`` rows (a ``split`` column); images are read at the model's input size.
+
+    ``patience`` (default: ``epochs``, no early stop) ends training after that many epochs without a better
+    validation AUC; the best epoch's weights are kept either way. Small validation sets make the AUC jump, and on the
+    generated films the CNN can sit near chance for several epochs before it finds the lesions: stopping early there
+    left some seeds with a model at chance.
 
     Logs to MLflow when a run is active, like :func:`train`.
     """
@@ -797,7 +803,7 @@ def lesson_model(
         model, config = load_checkpoint(checkpoint)
     else:
         config = TrainConfig(model="small_cnn", image_size=int(size), epochs=int(epochs), batch_size=32, lr=3e-3,
-                             patience=6, label_names=tuple(label_names), seed=int(seed))
+                             patience=int(patience or epochs), label_names=tuple(label_names), seed=int(seed))
     images = load_images(table.path, size=config.image_size)
     labels = table[list(label_names)].to_numpy(np.float32)
     part = {s: np.flatnonzero(table.split.to_numpy() == s) for s in ("train", "val", "test")}
@@ -909,10 +915,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          batch_size=args.batch_size, patience=args.patience, pretrained=args.pretrained,
                          seed=args.seed, label_names=tuple(args.label))
     if "MLFLOW_TRACKING_URI" not in os.environ:  # not on Azure ML: the local store
-        from helpers.tracking import tracking_uri
+        from helpers.tracking import tracking_uri, use_experiment
 
         mlflow.set_tracking_uri(tracking_uri())
-        mlflow.set_experiment(args.experiment)
+        use_experiment(args.experiment)  # its files under the data folder, not the working directory
     with mlflow.start_run():
         result = train_from_manifest(args.data, config, args.out, seed=args.seed)  # logs params, metrics, model
         run_id = mlflow.active_run().info.run_id

@@ -80,7 +80,7 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
     for name in (*ENV_VARS, "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(tracking.ALLOW_FILE_STORE_ENV, "true")  # restored after the test
+    monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV, raising=False)  # the local store is SQLite, not the file store
     monkeypatch.chdir(tmp_path)
 
     def no_credential(*args, **kwargs):

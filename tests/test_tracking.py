@@ -50,15 +50,53 @@ class _Config:
 # --- Store -------------------------------------------------------------------------------------------
 
 
-def test_local_store_lives_under_data_dir_and_is_allowed(tmp_path, monkeypatch, store):
-    monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV)
+def test_local_store_is_an_sqlite_database_under_data_dir(tmp_path, store):
     uri = tracking.local_store_uri()
-    assert uri == (tmp_path / "data" / "mlruns").resolve().as_uri()
-    assert (tmp_path / "data" / "mlruns").is_dir()
+    db = (tmp_path / "data" / "mlflow.db").resolve()
+    assert uri == f"sqlite:///{db.as_posix()}" and db.is_file()
     assert tracking.tracking_uri() == uri  # auto without workspace or override -> local
-    import os
+    assert tracking.ALLOW_FILE_STORE_ENV not in os.environ  # nothing opens the file store any more
+    with tracking.start_run("lesson", run_name="a run") as run:
+        mlflow.log_text("hello", "notes/hello.txt")
+    artifacts = Path(url2pathname(urlparse(run.info.artifact_uri).path))
+    assert artifacts.is_relative_to((tmp_path / "data" / "mlartifacts").resolve())
+    assert (artifacts / "notes" / "hello.txt").read_text() == "hello"
+    assert not (tmp_path / "mlruns").exists()  # nothing lands in the working directory (the store fixture's cwd)
+    default = mlflow.MlflowClient(uri).get_experiment("0").artifact_location
+    assert default == (tmp_path / "data" / "mlartifacts" / "0").resolve().as_uri()
 
-    assert os.environ[tracking.ALLOW_FILE_STORE_ENV] == "true"
+
+def test_an_old_file_store_is_left_as_it_was_named_and_migrated_once(tmp_path, monkeypatch, store):
+    """Runs and registered data sets of the file store the collection used before come over with
+    migrate_file_store(); the old folder is only read."""
+    old = tmp_path / "data" / tracking.STORE_FOLDER
+    monkeypatch.setenv(tracking.ALLOW_FILE_STORE_ENV, "true")
+    old_client = mlflow.MlflowClient(old.resolve().as_uri())
+    experiment = old_client.create_experiment("chest-xray")
+    run = old_client.create_run(experiment, run_name="small_cnn", tags={"data": "generated"})
+    for step, auc in enumerate([0.6, 0.7, 0.8]):
+        old_client.log_metric(run.info.run_id, "val_auc", auc, step=step)
+    old_client.log_param(run.info.run_id, "lr", "0.003")
+    old_client.log_text(run.info.run_id, "weights", "model/best.pt")
+    old_client.set_terminated(run.info.run_id)
+    manifest, _ = write_manifest(_table(), tmp_path / "m.csv")
+    tracking.register_dataset(manifest, "pneumo", uri=old.resolve().as_uri())
+    monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV)
+    before = sorted(p.relative_to(old).as_posix() for p in old.rglob("*"))
+    (tmp_path / "data" / "mlflow.db").unlink()  # the store fixture made one: start as a learner with only the old one
+    with pytest.warns(UserWarning, match="migrate_file_store"):
+        uri = tracking.local_store_uri()
+    copied = tracking.migrate_file_store()
+    assert dict(zip(copied.experiment, copied.copied)) == {"chest-xray": 1, "datasets": 1}
+    assert tracking.migrate_file_store().copied.sum() == 0  # a second migration copies nothing twice
+    new = mlflow.MlflowClient(uri)
+    [moved] = new.search_runs([new.get_experiment_by_name("chest-xray").experiment_id])
+    assert moved.info.run_name == "small_cnn" and moved.data.params == {"lr": "0.003"}
+    assert moved.data.tags["data"] == "generated" and moved.data.tags[tracking.MIGRATED_TAG] == run.info.run_id
+    assert [m.value for m in new.get_metric_history(moved.info.run_id, "val_auc")] == [0.6, 0.7, 0.8]
+    assert Path(new.download_artifacts(moved.info.run_id, "model/best.pt", str(tmp_path))).read_text() == "weights"
+    assert tracking.load_registered_manifest("pneumo").equals(read_manifest(manifest))
+    assert sorted(p.relative_to(old).as_posix() for p in old.rglob("*")) == before  # only read
 
 
 def test_auto_respects_mlflow_tracking_uri(monkeypatch, store):
@@ -236,7 +274,8 @@ def test_log_dataset_input_links_a_training_run(tmp_path, store):
     assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
 
 
-def test_a_file_store_uri_from_the_environment_is_allowed(tmp_path, monkeypatch):
+def test_a_file_store_uri_from_the_environment_is_still_allowed(tmp_path, monkeypatch):
+    """A learner who points MLFLOW_TRACKING_URI at a file store by hand gets it (MLflow needs the variable)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "store").as_uri())
     monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV, raising=False)
     assert tracking.tracking_uri() == (tmp_path / "store").as_uri()

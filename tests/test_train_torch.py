@@ -316,7 +316,7 @@ def mlflow_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
     for name in (*ENV_VARS, "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(tracking.ALLOW_FILE_STORE_ENV, "true")
+    monkeypatch.delenv(tracking.ALLOW_FILE_STORE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     yield tracking.tracking_uri("local")
     while mlflow.active_run() is not None:

@@ -7,7 +7,8 @@ writes ``benchmarks/results/claims_spread.json`` (every value, per notebook, cla
 seeds held it). Runs add to the JSON already there (a run of one notebook or one setting replaces only its own
 entries), so the slow full setting can be measured a notebook at a time. Nothing is asserted: a measurement.
 
-    python benchmarks/claims_spread.py [--settings quick full] [--seeds 5] [--only 05_ 06_]
+    python benchmarks/claims_spread.py [--settings quick full] [--seeds 5 | --seed-list 1 2] [--only 05_ 06_]
+    python benchmarks/claims_spread.py --stored   # the stored notebooks (a clean full run, SEED 0) as full seed 0
 
 Full setting, five seeds: about two hours on 2 CPU cores (``04_segmentation_unet`` alone about 45 min); quick: about
 20 minutes.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import sys
@@ -32,8 +34,10 @@ JSON_PATH = RESULTS / "claims_spread.json"
 MD_PATH = RESULTS / "claims_spread.md"
 
 
-def run_seeds(notebooks: list[Path], settings: list[str], seeds: list[int], report=print) -> list[dict[str, Any]]:
-    """Run every notebook for every setting and seed; one record per run (claims as the notebook stated them)."""
+def run_seeds(notebooks: list[Path], settings: list[str], seeds: list[int], report=print,
+              save=lambda records: None) -> list[dict[str, Any]]:
+    """Run every notebook for every setting and seed; one record per run (claims as the notebook stated them).
+    ``save`` gets the records so far after each run (a long run keeps what it measured if stopped)."""
     from helpers import nbtools
 
     records = []
@@ -49,6 +53,7 @@ def run_seeds(notebooks: list[Path], settings: list[str], seeds: list[int], repo
                 records.append({"notebook": result.notebook, "setting": setting, "seed": seed,
                                 "status": result.status, "seconds": round(result.seconds, 1), "error": result.error,
                                 "claims": result.claims})
+                save(records)
     return records
 
 
@@ -117,17 +122,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--settings", nargs="+", default=["quick"], choices=["quick", "full"])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. n-1 (default 5)")
+    parser.add_argument("--seed-list", nargs="*", default=[], help="these seeds instead of 0 .. n-1")
+    parser.add_argument("--stored", action="store_true",
+                        help="only read the claims of the stored notebooks (a clean full run with SEED 0) as seed 0")
     parser.add_argument("--only", nargs="*", default=[], help="notebooks whose path contains one of these")
     args = parser.parse_args(argv)
     notebooks = [p for p in nbtools.find_notebooks(ROOT)
                  if not args.only or any(s in str(p.relative_to(ROOT)) for s in args.only)]
     os.environ.setdefault("MEDIMG_HEADLESS", "1")
+    logging.getLogger("papermill").setLevel(logging.ERROR)  # it warns about every commented parameter line it parses
     old = json.loads(JSON_PATH.read_text())["runs"] if JSON_PATH.exists() else []
-    records = merge(old, run_seeds(notebooks, args.settings, list(range(args.seeds))))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    when, host = dt.datetime.now().strftime("%Y-%m-%d %H:%M"), f"{platform.machine()}, {os.cpu_count()} CPU cores"
-    JSON_PATH.write_text(json.dumps({"written": when, "host": host, "runs": records}, indent=1), encoding="utf-8")
-    write_markdown(spread_table(records), MD_PATH, when, host)
+    seeds = [int(s) for s in args.seed_list] if args.seed_list else list(range(args.seeds))
+
+    def save(new: list[dict[str, Any]]) -> None:
+        records = merge(old, new)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        when, host = dt.datetime.now().strftime("%Y-%m-%d %H:%M"), f"{platform.machine()}, {os.cpu_count()} CPU cores"
+        JSON_PATH.write_text(json.dumps({"written": when, "host": host, "runs": records}, indent=1), encoding="utf-8")
+        write_markdown(spread_table(records), MD_PATH, when, host)
+
+    if args.stored:
+        save([{"notebook": p.relative_to(ROOT).as_posix(), "setting": "full", "seed": 0, "status": "ok",
+               "seconds": nbtools.stored_seconds(p), "error": "", "source": "stored notebook",
+               "claims": nbtools.read_claims(json.loads(p.read_text(encoding="utf-8")))} for p in notebooks])
+    else:
+        run_seeds(notebooks, args.settings, seeds, save=save)
     print(f"wrote {JSON_PATH.relative_to(ROOT)} and {MD_PATH.relative_to(ROOT)}")
     return 0
 

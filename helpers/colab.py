@@ -420,7 +420,8 @@ def run_notebooks(venv: Path, out: Path, root: Path = ROOT, only: list[str] | No
               "    results.append(nbtools.run_notebook(root / rel, root, out, quick=True))\n"
               "nbtools.write_index(results, out, True)\nprint(nbtools.format_table(results))\n"
               "for r in results:\n    if r.error:\n        print('FAILED', r.error)\n"
-              "sys.exit(0 if results and all(r.status == 'ok' for r in results) else 1)\n")
+              "    elif not r.claims_held:\n        print('CLAIMS NOT HELD', r.notebook, nbtools.claims_text(r.claims))\n"
+              "sys.exit(0 if results and all(r.status == 'ok' and r.claims_held for r in results) else 1)\n")
     env = {**os.environ, "MEDIMG_HEADLESS": "1", "JUPYTER_PREFER_ENV_PATH": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
            **pip_env()}
     env.pop("PYTHONPATH", None)

@@ -25,11 +25,13 @@ CHEST_TASKS = ("binary", "multilabel")
 NIH_MIN_POSITIVES = 25
 
 
-def _generated_chest(task: str, quick: bool, seed: int, n_patients: int | None, size: int) -> tuple[pd.DataFrame, list[str]]:
+def _generated_chest(task: str, quick: bool, seed: int, n_patients: int | None, size: int,
+                     difficulty: float = 0.5) -> tuple[pd.DataFrame, list[str]]:
     """The generated chest set: 100 patients (quick) or 300, 2 images each, half with pneumonia."""
     n = n_patients or (100 if quick else 300)
     multilabel = task == "multilabel"
-    table = generated.make_chest_xray(n_patients=n, images_per_patient=2, size=size, multilabel=multilabel, seed=seed)
+    table = generated.make_chest_xray(n_patients=n, images_per_patient=2, size=size, multilabel=multilabel,
+                                      difficulty=difficulty, seed=seed)
     names = ["pneumonia", "effusion", "cardiomegaly", "nodule"] if multilabel else ["pneumonia"]
     return table, names
 
@@ -113,11 +115,13 @@ def chest_xray_table(
     seed: int = 0,
     n_patients: int | None = None,
     size: int = 256,
+    difficulty: float = 0.5,
 ) -> tuple[pd.DataFrame, list[str]]:
     """(table, label names) of the chest X-ray lesson: one row per image with path, patient_id and 0/1 labels.
 
     ``source``: ``generated`` (``n_patients`` or 100 quick / 300 full, 2 images each, ``size`` px), ``kermany``
-    (root holds NORMAL/ and PNEUMONIA/), ``nih`` (the ChestX-ray14 subset layout); for these two ``root=None``
+    (root holds NORMAL/ and PNEUMONIA/; ``difficulty`` sets the generated lesions' contrast and size, see
+    :mod:`helpers.datasets.generated`), ``nih`` (the ChestX-ray14 subset layout); for these two ``root=None``
     reads the subset shipped with the package (:data:`BUNDLED_CHEST`), and ``quick`` keeps whole patients up to
     :data:`QUICK_REAL_IMAGES` images, ``pneumoniamnist`` (root is the npz or its folder; keeps a ``split`` column, since it has
     no patient ids). ``task``: ``binary`` (one label) or ``multilabel`` (generated: pneumonia,
@@ -128,7 +132,7 @@ def chest_xray_table(
     if task not in CHEST_TASKS:
         raise ValueError(f"task must be one of {CHEST_TASKS}, got {task!r}.")
     if source == "generated":
-        table, names = _generated_chest(task, quick, seed, n_patients, size)
+        table, names = _generated_chest(task, quick, seed, n_patients, size, difficulty)
     else:
         if root is None and source in BUNDLED_CHEST:  # the real subset shipped with the package
             from helpers.datasets.bundled import bundled_dir

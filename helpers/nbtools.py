@@ -460,14 +460,23 @@ class Claims:
         text = "\n".join(filter(None, [self.summary(), frame.to_string(index=False), note]))
         page = "".join(f"<p>{html.escape(t)}</p>" if t != "table" else frame.to_html(index=False)
                        for t in filter(None, [self.summary(), "table", note]))
-        try:
+        if _in_ipython():
             from IPython.display import display
 
             display({CLAIMS_MIME: {"quick": self.quick, "claims": [r.__dict__ for r in self.rows]},
                      "text/plain": text, "text/html": page}, raw=True)
-        except ImportError:
+        else:  # a script: IPython's display would print the raw record
             print(text)
         return frame
+
+
+def _in_ipython() -> bool:
+    """Whether this runs in an IPython kernel or shell (a notebook), where rich outputs are stored."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
 
 
 def read_claims(nb: dict) -> list[dict[str, Any]]:

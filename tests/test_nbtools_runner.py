@@ -74,9 +74,10 @@ def test_estimate_left_scales_stored_durations_by_this_runs_pace(tmp_path):
     assert nbtools.stored_seconds(nb) is None and nbtools.stored_seconds(tmp_path / "absent.ipynb") is None
 
 
-def test_claims_check_ranges_orderings_and_settings(monkeypatch):
+def test_claims_check_ranges_orderings_and_settings(monkeypatch, capsys):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
+    monkeypatch.setattr(nbtools, "_in_ipython", lambda: True)  # as in a notebook
     claims = nbtools.Claims(quick=True)
     assert claims.between("auc", 0.7, full=(0.85, 1.0), quick=(0.6, 1.0), key=True)
     assert not claims.between("dice", float("nan"), full=(0.0, 1.0))  # NaN never holds
@@ -99,6 +100,10 @@ def test_claims_check_ranges_orderings_and_settings(monkeypatch):
     assert nbtools.claims_text([]) == "-"
     with pytest.raises(ValueError, match="only"):
         claims.equal("x", 1, 1, only="fast")
+    monkeypatch.setattr(nbtools, "_in_ipython", lambda: False)  # a script prints the table instead
+    shown.clear()
+    claims.table()
+    assert shown == [] and "2 of 5 claims held" in capsys.readouterr().out
 
 
 def test_run_collection_reports_claims_and_make_demo_fails_when_one_does_not_hold(tmp_path, capfd):
@@ -114,3 +119,22 @@ def test_run_collection_reports_claims_and_make_demo_fails_when_one_does_not_hol
     assert "[1/2] 01_load_data/01_ok.ipynb: ok in" in out and "claims 3/3 - a = 1" in out
     assert "claims 0/1, not held: a" in out
     assert "CLAIMS NOT HELD in 02_annotation/01_off.ipynb" in err
+
+
+@pytest.mark.slow
+def test_under_nbval_a_claim_that_does_not_hold_fails_its_cell_and_the_run_lists_claims(tmp_path):
+    import subprocess
+    import sys
+
+    write_nb(tmp_path / "ok.ipynb", ["from helpers.nbtools import Claims\nclaims = Claims(True)\n"
+                                     "claims.equal('a', 1, 1, key=True)\nclaims.between('b', 0.5, full=(0, 1))\n"
+                                     "claims.table();"])
+    write_nb(tmp_path / "off.ipynb", ["x = 1", "from helpers.nbtools import Claims\nclaims = Claims(True)\n"
+                                      "claims.between('dice', 0.2, full=(0.9, 1.0))\nclaims.table();"])
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "helpers.pytest_claims",
+                          "--nbval-lax", "--nbval-current-env", "ok.ipynb", "off.ipynb"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "1 failed, 2 passed" in run.stdout  # only the claims cell of off.ipynb
+    assert "dice: 0.2 (expected 0.900 to 1.000)" in run.stdout
+    assert "ok.ipynb (quick setting): claims 2/2" in run.stdout and "off.ipynb (quick setting): claims 0/1" in run.stdout

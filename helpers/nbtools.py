@@ -381,6 +381,7 @@ class Claims:
         claims = Claims(quick)
         claims.between("test AUC", auc, full=(0.85, 1.0), quick=(0.6, 1.0), key=True)
         claims.above("Grad-CAM++ hit rate above chance", hits, chance)
+        claims.at_least("weighted sampler's sensitivity, against cross-entropy's", weighted, plain)
         claims.equal("identifying values remaining", len(report), 0)
         claims.table()
 
@@ -429,6 +430,14 @@ class Claims:
         ok = value == value and other == other and value > other + margin
         expected = f"> {_fmt(other)}" + (f" {'+' if margin > 0 else '-'} {_fmt(abs(margin))}" if margin else "")
         return self._add(claim, value, expected, ok, key, unit)
+
+    def at_least(self, claim: str, value: float, other: float, *, key: bool = False, unit: str = "",
+                 only: str | None = None) -> bool:
+        """An ordering that a tie keeps: ``value >= other``."""
+        if self._skip(only):
+            return True
+        ok = value == value and other == other and value >= other
+        return self._add(claim, value, f">= {_fmt(other)}", ok, key, unit)
 
     def equal(self, claim: str, value: Any, expected: Any, *, key: bool = False, unit: str = "",
               only: str | None = None) -> bool:

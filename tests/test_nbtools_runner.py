@@ -83,27 +83,31 @@ def test_claims_check_ranges_orderings_and_settings(monkeypatch, capsys):
     assert not claims.between("dice", float("nan"), full=(0.0, 1.0))  # NaN never holds
     assert claims.above("hits above chance", 0.5, 0.07)
     assert not claims.above("ensemble vs median fold", 0.90, 0.95, -0.02)
+    assert claims.at_least("tie", 0.35, 0.35) and not claims.at_least("below", 0.3, 0.35)
     assert claims.equal("leaks", 0, 0)
     assert claims.above("full only", 0.0, 1.0, only="full")  # not stated in the quick setting
     claims.equal("leaks", 1, 0)  # a re-run cell replaces its claim
-    assert [r.claim for r in claims.rows] == ["auc", "dice", "hits above chance", "ensemble vs median fold", "leaks"]
-    assert [r.expected for r in claims.rows] == ["0.600 to 1.000", "0.000 to 1.000", "> 0.070", "> 0.950 - 0.020", "= 0"]
-    assert claims.summary() == "2 of 5 claims held (quick setting)" and not claims.held
+    assert [r.claim for r in claims.rows] == ["auc", "dice", "hits above chance", "ensemble vs median fold", "tie",
+                                              "below", "leaks"]
+    assert [r.expected for r in claims.rows] == ["0.600 to 1.000", "0.000 to 1.000", "> 0.070", "> 0.950 - 0.020",
+                                                 ">= 0.350", ">= 0.350", "= 0"]
+    assert claims.summary() == "3 of 7 claims held (quick setting)" and not claims.held
     frame = claims.table()
-    assert frame.held.tolist() == ["yes", "NO", "yes", "NO", "NO"]
+    assert frame.held.tolist() == ["yes", "NO", "yes", "NO", "yes", "NO", "NO"]
     record = shown[-1][nbtools.CLAIMS_MIME]
-    assert record["quick"] is True and [c["held"] for c in record["claims"]] == [True, False, True, False, False]
-    assert "Not held: dice; ensemble vs median fold; leaks" in shown[-1]["text/plain"]
+    assert record["quick"] is True and [c["held"] for c in record["claims"]] == [True, False, True, False, True, False,
+                                                                                  False]
+    assert "Not held: dice; ensemble vs median fold; below; leaks" in shown[-1]["text/plain"]
     assert shown[0][nbtools.KEY_RESULT_MIME] == {"name": "auc", "value": 0.7, "unit": ""}  # the key claim
     nb = {"cells": [{"outputs": [{"data": {nbtools.CLAIMS_MIME: record}}]}]}
-    assert nbtools.claims_text(nbtools.read_claims(nb)) == "claims 2/5, not held: dice; ensemble vs median fold; leaks"
+    assert nbtools.claims_text(nbtools.read_claims(nb)) == "claims 3/7, not held: dice; ensemble vs median fold; below; leaks"
     assert nbtools.claims_text([]) == "-"
     with pytest.raises(ValueError, match="only"):
         claims.equal("x", 1, 1, only="fast")
     monkeypatch.setattr(nbtools, "_in_ipython", lambda: False)  # a script prints the table instead
     shown.clear()
     claims.table()
-    assert shown == [] and "2 of 5 claims held" in capsys.readouterr().out
+    assert shown == [] and "3 of 7 claims held" in capsys.readouterr().out
 
 
 def test_run_collection_reports_claims_and_make_demo_fails_when_one_does_not_hold(tmp_path, capfd):

@@ -101,7 +101,9 @@ def write_markdown(table: list[dict[str, Any]], path: Path, when: str, host: str
              f"Written by `benchmarks/claims_spread.py` ({when}, {host}). Each row: one claim of a notebook's \"What you "
              "should see\", its value for seeds 0, 1, 2, ... (papermill `-p SEED n`, a fresh data folder each), the "
              "range of those values, the range the notebook states (measured here, then widened for other machines), "
-             "and how many seeds held it. Raw values: `claims_spread.json`.", ""]
+             "and how many seeds held it. Raw values: `claims_spread.json`. A claim that was restated after these runs (a "
+             "range widened, an ordering kept to the full setting, a statistic replaced) keeps the rows measured under "
+             "its old name or range: they are the measurements that led to the change.", ""]
     for setting in ("quick", "full"):
         rows = [r for r in table if r["setting"] == setting]
         if not rows:

@@ -695,11 +695,13 @@ def spread(table: pd.DataFrame, columns: Sequence[str] = ("test accuracy", "norm
     return stats.round(3)
 
 
-#: Lesson 2 shows when the imbalanced run's accuracy is at least 0.85 while it misses at least two haemorrhages in
-#: three. Random features miss them all; the trained CT extractor sees blood and still misses about four in five
-#: (mean recall 0.20-0.25 over 20 seeds, full and quick settings), which is the lesson: accuracy near the
-#: always-"normal" baseline hides it.
-IMBALANCE_MAX_RECALL = 1 / 3
+#: Lesson 2 shows when the imbalanced run's accuracy is at least 0.85 while it misses most haemorrhages (its recall
+#: is below this). Random features miss them all; the trained CT extractor sees blood and still misses about four in five
+#: on average (mean recall 0.20-0.25 over 20 seeds, full and quick settings), which is the lesson: accuracy near the
+#: always-"normal" baseline hides it. The notebook's mean over its 5 seeds moves a lot with the data drawn: 0.15-0.40
+#: for SEED 0-2 (full), up to 0.43 (quick; benchmarks/results/claims_spread.md); an earlier bound of 1/3 failed
+#: SEED=1.
+IMBALANCE_MAX_RECALL = 0.5
 
 
 def check_lessons(summaries: pd.DataFrame) -> pd.DataFrame:
@@ -715,7 +717,7 @@ def check_lessons(summaries: pd.DataFrame) -> pd.DataFrame:
     checks = [
         ("2: accuracy looks high, most haemorrhages missed",
          f"accuracy {get('2', 'test accuracy'):.2f}, haemorrhage recall {get('2', 'haemorrhage accuracy'):.2f}",
-         get("2", "test accuracy") >= 0.85 and get("2", "haemorrhage accuracy") <= IMBALANCE_MAX_RECALL),
+         get("2", "test accuracy") >= 0.85 and get("2", "haemorrhage accuracy") < IMBALANCE_MAX_RECALL),
         ("3: balance catches more haemorrhages than 2",
          f"haemorrhage recall {get('3', 'haemorrhage accuracy'):.2f} vs {get('2', 'haemorrhage accuracy'):.2f}",
          get("3", "haemorrhage accuracy") >= get("2", "haemorrhage accuracy") + 0.3),

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -422,8 +423,10 @@ def run_notebooks(venv: Path, out: Path, root: Path = ROOT, only: list[str] | No
               "for r in results:\n    if r.error:\n        print('FAILED', r.error)\n"
               "    elif not r.claims_held:\n        print('CLAIMS NOT HELD', r.notebook, nbtools.claims_text(r.claims))\n"
               "sys.exit(0 if results and all(r.status == 'ok' and r.claims_held for r in results) else 1)\n")
+    data = out / "data"  # a fresh data folder, as each Colab session has; and its MLflow is not the lock's
+    shutil.rmtree(data, ignore_errors=True)
     env = {**os.environ, "MEDIMG_HEADLESS": "1", "JUPYTER_PREFER_ENV_PATH": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-           **pip_env()}
+           "MEDIMG_DATA_DIR": str(data), **pip_env()}
     env.pop("PYTHONPATH", None)
     rels = [p.relative_to(root).as_posix() for p in notebooks]
     status = subprocess.run([str(py), "-c", script, str(root), str(out), str(logs), *rels], env=env,

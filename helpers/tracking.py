@@ -117,7 +117,50 @@ def local_store_uri() -> str:
     db = (data_dir() / STORE_DB).resolve()
     if not db.exists():
         _create_store(db)
+    elif db not in _SCHEMA_CHECKED:
+        _ensure_schema(db)
+    _SCHEMA_CHECKED.add(db)
     return f"sqlite:///{db.as_posix()}"
+
+
+_SCHEMA_CHECKED: set[Path] = set()
+
+
+def _ensure_schema(db: Path) -> None:
+    """Bring a store written by an older MLflow (another environment sharing the data folder, say Colab's, or before
+    an upgrade) to this MLflow's schema, after keeping a copy of the file; refuse one written by a newer MLflow with a
+    message saying what to do. MLflow itself would stop with "out-of-date database schema"."""
+    import mlflow
+    import sqlalchemy
+
+    try:
+        from alembic.script import ScriptDirectory
+        from mlflow.store.db import utils as db_utils
+
+        engine = sqlalchemy.create_engine(f"sqlite:///{db.as_posix()}")
+        current, head = db_utils._get_schema_version(engine), db_utils._get_latest_schema_revision()
+        script = ScriptDirectory.from_config(db_utils._get_alembic_config(""))
+    except (ImportError, AttributeError):  # MLflow moved its helpers: leave the check to MLflow's own message
+        return
+    try:
+        if current == head:
+            return
+        try:
+            known = script.get_revision(current) is not None
+        except Exception:  # noqa: BLE001 (alembic raises several kinds for an unknown revision)
+            known = False
+        if not known:
+            raise TrackingBackendUnavailable(
+                f"{display_path(db)} was written by a newer MLflow (schema {current}) than this one "
+                f"({mlflow.__version__}), which cannot read it. Use that MLflow version, or set MEDIMG_DATA_DIR to "
+                "another folder for this environment.")
+        backup = db.with_name(f"{db.name}.before-upgrade-{current}")
+        shutil.copyfile(db, backup)
+        db_utils._upgrade_db(engine)
+        warnings.warn(f"{display_path(db)} came from an older MLflow; it was upgraded to the schema of MLflow "
+                      f"{mlflow.__version__} (the old file is kept as {backup.name}).", stacklevel=3)
+    finally:
+        engine.dispose()
 
 
 def _quiet_store_logs() -> None:

@@ -368,3 +368,15 @@ def test_registering_with_a_missing_file_or_over_a_stray_folder_says_what_to_do(
     (stray / "manifest.csv").write_text("left from a deleted store\n")
     with pytest.raises(DatasetError, match="Move that folder away"):
         tracking.register_dataset(manifest, "pneumo", root=source)
+
+
+def test_a_store_from_a_newer_mlflow_is_refused_with_what_to_do(tmp_path, store):
+    import sqlite3
+
+    db = tmp_path / "data" / "mlflow.db"
+    with sqlite3.connect(db) as connection:  # as if another environment's newer MLflow had written it
+        connection.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    connection.close()
+    tracking._SCHEMA_CHECKED.clear()
+    with pytest.raises(TrackingBackendUnavailable, match="newer MLflow .* MEDIMG_DATA_DIR"):
+        tracking.local_store_uri()

@@ -26,7 +26,7 @@ export MEDIMG_HEADLESS := 1
 # ipykernel on Python >= 3.11 warns once per kernel that debugging frozen modules may miss breakpoints; no debugger runs here.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help env demo test test-colab check lock bench clean
+.PHONY: help env demo warm live test test-colab check lock bench clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -45,6 +45,12 @@ $(STAMP): requirements/lock.txt pyproject.toml
 
 demo: $(STAMP)  ## run every notebook headless (full setting, generated data) into outputs/
 	MEDIMG_QUICK=0 $(PY) -m helpers.nbtools run --out outputs
+
+warm: $(STAMP)  ## train every notebook's models once (full setting) and store them for live mode (MEDIMG_REUSE=1), ~45 min
+	MEDIMG_QUICK=0 MEDIMG_REUSE=1 $(PY) -m helpers.nbtools run --out outputs-warm
+
+live: $(STAMP)  ## after make warm: every notebook in live mode (full setting, stored runs reused), about a minute each
+	MEDIMG_QUICK=0 MEDIMG_REUSE=1 $(PY) -m helpers.nbtools run --out outputs-live
 
 test: $(STAMP)  ## unit tests, notebook template checks, and every notebook under nbval (quick setting)
 	MEDIMG_QUICK=1 $(PY) -m pytest -p no:cacheprovider tests $(PRESENT_DIRS) \
@@ -71,5 +77,5 @@ lock:  ## re-resolve requirements/requirements.in into requirements/lock.txt in 
 	mv requirements/lock.txt.new requirements/lock.txt && rm -rf .lock-venv
 
 clean:  ## remove executed notebooks and caches (keeps .venv)
-	rm -rf outputs outputs-colab .pytest_cache
+	rm -rf outputs outputs-colab outputs-warm outputs-live .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

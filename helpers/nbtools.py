@@ -508,6 +508,26 @@ def claims_text(claims: list[dict[str, Any]]) -> str:
     return text + (f", not held: {'; '.join(missed)}" if missed else "")
 
 
+def read_live(nb: dict) -> dict[str, int]:
+    """How many training calls of an executed notebook live mode (:mod:`helpers.live`) reused and how many trained:
+    counted from the lines it prints (``live mode: ...``); empty when live mode was off."""
+    counts = {"reused": 0, "trained": 0}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "stream":
+                continue
+            text = out.get("text", "")
+            for line in (text if isinstance(text, str) else "".join(text)).splitlines():
+                if line.startswith("live mode: ") and " training calls reused" not in line:
+                    counts["reused" if " reused stored run " in line else "trained"] += 1
+    return counts if sum(counts.values()) else {}
+
+
+def live_text(counts: dict[str, int]) -> str:
+    """``live 5/5 reused`` for a notebook run in live mode; empty otherwise."""
+    return f"live {counts['reused']}/{counts['reused'] + counts['trained']} reused" if counts else ""
+
+
 # --- the runner behind `make demo` -----------------------------------------------------------------
 
 
@@ -522,6 +542,7 @@ class RunResult:
     error: str = ""
     output: str = ""
     claims: list[dict[str, Any]] = field(default_factory=list)
+    live: dict[str, int] = field(default_factory=dict)  # live mode's reused / trained calls (read_live)
 
     @property
     def claims_held(self) -> bool:
@@ -590,11 +611,12 @@ def run_notebook(path: Path, root: Path, out_dir: Path, quick: bool, timeout: in
     seconds = time.perf_counter() - start
     keys: list[dict[str, Any]] = []
     claims: list[dict[str, Any]] = []
+    live: dict[str, int] = {}
     if out_nb.exists():
         executed = json.loads(out_nb.read_text(encoding="utf-8"))
-        keys, claims = read_key_results(executed), read_claims(executed)
+        keys, claims, live = read_key_results(executed), read_claims(executed), read_live(executed)
         _write_html(out_nb, out_nb.with_suffix(".html"))
-    return RunResult(str(rel), status, seconds, keys, error, str(out_nb.relative_to(out_dir)), claims)
+    return RunResult(str(rel), status, seconds, keys, error, str(out_nb.relative_to(out_dir)), claims, live)
 
 
 def _write_html(notebook: Path, path: Path) -> None:
@@ -614,7 +636,12 @@ def text_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 
 def format_table(results: list[RunResult]) -> str:
-    """The run summary as a plain-text table: notebook, status, seconds, claims held, key result."""
+    """The run summary as a plain-text table: notebook, status, seconds, claims held, key result (and, in live mode,
+    the training calls reused)."""
+    if any(r.live for r in results):
+        return text_table(("notebook", "status", "seconds", "claims", "live mode", "key result"),
+                          [(r.notebook, r.status, f"{r.seconds:.1f}", claims_text(r.claims).removeprefix("claims "),
+                            live_text(r.live).removeprefix("live ") or "-", r.key_text or "-") for r in results])
     return text_table(("notebook", "status", "seconds", "claims", "key result"),
                       [(r.notebook, r.status, f"{r.seconds:.1f}", claims_text(r.claims).removeprefix("claims "),
                         r.key_text or "-") for r in results])
@@ -668,8 +695,9 @@ def run_collection(root: str | Path, out_dir: str | Path, quick: bool = False, o
         results.append(result)
         left = estimate_left(sum(r.seconds for r in results), sum(stored[: i + 1]), sum(stored[i + 1 :]))
         tail = f"; about {_duration(left)} left" if i + 1 < len(notebooks) else ""
+        live = f", {live_text(result.live)}" if result.live else ""
         say(f"[{i + 1}/{len(notebooks)}] {result.notebook}: {result.status} in {result.seconds:.0f} s"
-            f", {claims_text(result.claims)}{' - ' + result.key_text if result.key_text else ''}{tail}")
+            f", {claims_text(result.claims)}{live}{' - ' + result.key_text if result.key_text else ''}{tail}")
     write_index(results, out_dir, quick)
     return results
 

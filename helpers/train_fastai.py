@@ -53,6 +53,7 @@ with warnings.catch_warnings():
     from fastai.vision.data import ImageBlock
     from fastai.vision.learner import create_body, create_vision_model, model_meta, vision_learner
 
+from helpers import live
 from helpers.config import is_headless
 from helpers.errors import WeightsUnavailable
 from helpers.metrics import confusion, roc_auc
@@ -210,8 +211,18 @@ def dls_from_arrays(
         kwargs["device"] = torch.device(device)
     if sampler == "weighted":
         per_image = class_weights(y).numpy()[y]
-        return block.weighted_dataloaders(source, wgts=per_image, **kwargs)
-    return block.dataloaders(source, **kwargs)
+        dls = block.weighted_dataloaders(source, wgts=per_image, **kwargs)
+    else:
+        dls = block.dataloaders(source, **kwargs)
+    if live.enabled():  # what live mode fingerprints a Learner on these DataLoaders by
+        dls.medimg_fingerprint = live.digest(imgs, y, valid, int(bs), _names_of(item_tfms), _names_of(batch_tfms),
+                                             sampler, augment, flip)
+    return dls
+
+
+def _names_of(transforms: Sequence[Any] | None) -> list[str] | None:
+    """Transforms by class and settings (their repr), for live mode's fingerprint."""
+    return None if transforms is None else [f"{type(t).__qualname__}:{t!r}" for t in transforms]
 
 
 # --- Losses ------------------------------------------------------------------------------------------------
@@ -358,12 +369,18 @@ def make_learner(
     else:
         loss_func = focal_loss(gamma, w)
     metric_list = list(metrics) if metrics is not None else [RocAucBinary(), accuracy]
+    stamp = None
+    if live.enabled() and isinstance(getattr(dls, "medimg_fingerprint", None), str):
+        stamp = live.digest(dls.medimg_fingerprint, arch, pretrained, loss, gamma, weights, encoder_state, kwargs,
+                            [getattr(m, "name", getattr(m, "__name__", type(m).__qualname__)) for m in metric_list])
     if arch == "small_cnn":
         if pretrained:
             raise _no_imagenet_weights(arch)
         model = _small_cnn(len(dls.vocab), encoder_state)
         learn = Learner(dls, model, loss_func=loss_func, metrics=metric_list, splitter=_body_head_split, **kwargs)
         learn.pretrained = False
+        if stamp is not None:
+            learn.medimg_fingerprint = stamp
         return learn
     fn = _arch(arch)
     try:
@@ -373,6 +390,8 @@ def make_learner(
         raise _offline_error(fn, exc) from exc
     if encoder_state is not None:
         learn.model[0].load_state_dict(encoder_state)
+    if stamp is not None:
+        learn.medimg_fingerprint = stamp
     return learn
 
 
@@ -406,6 +425,7 @@ class _History(Callback):
         self.rows.append(row)
 
 
+@live.reusable(mutates="learner")
 def fit(
     learner: Learner,
     epochs: int,
@@ -661,6 +681,7 @@ def fixmatch_loss(
     return supervised + lambda_u * unlabelled, supervised, unlabelled, mask
 
 
+@live.reusable(mutates="model")
 def fixmatch(
     model: nn.Module,
     labelled_images: np.ndarray,
@@ -851,6 +872,7 @@ class _ProjectionHead(nn.Module):
         return self.mlp(h.flatten(1))
 
 
+@live.reusable(mutates="encoder")
 def simclr_pretrain(
     encoder: nn.Module,
     unlabelled_images: np.ndarray,

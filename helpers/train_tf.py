@@ -49,6 +49,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
+from helpers import live  # noqa: E402
+
 #: Losses :func:`train_segmenter` knows.
 LOSSES = ("bce", "bce_dice")
 #: Columns of a training history; ``seconds`` is the epoch's wall time (training and validation).
@@ -90,7 +92,7 @@ def write_tfrecord(path: str | Path, images: np.ndarray, masks: np.ndarray) -> P
                 "height": _int_feature(image.shape[0]),
                 "width": _int_feature(image.shape[1]),
             }))
-            writer.write(example.SerializeToString())
+            writer.write(example.SerializeToString(deterministic=True))  # map order fixed: same slices, same bytes
     return path
 
 
@@ -269,7 +271,13 @@ def build_model(name: str, size: int, depth: int = 4, width: int = 16, batch_nor
 
 # --- Losses and metrics ------------------------------------------------------------------------------
 
+#: Registered with Keras, so that a saved (or pickled) model that was compiled with these loads again: live mode
+#: stores trained models that way (see helpers.live), and keras.saving.load_model needs no custom_objects.
+_serializable = keras.saving.register_keras_serializable(package="medimg")
 
+
+
+@_serializable
 def dice_per_image(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
     """Soft Dice of each image of a batch (B, H, W[, C]) -> (B,): (2|A∩B| + smooth) / (|A| + |B| + smooth)."""
     y_pred = ops.convert_to_tensor(y_pred)
@@ -280,16 +288,19 @@ def dice_per_image(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
     return (2.0 * intersection + smooth) / (total + smooth)
 
 
+@_serializable
 def dice_coefficient(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
     """Soft Dice computed per image, then averaged over the batch (a scalar in [0, 1])."""
     return ops.mean(dice_per_image(y_true, y_pred, smooth))
 
 
+@_serializable
 def dice_loss(y_true: Any, y_pred: Any) -> Any:
     """1 - :func:`dice_coefficient` (smooth = 1)."""
     return 1.0 - dice_coefficient(y_true, y_pred)
 
 
+@_serializable
 def bce_dice_loss(y_true: Any, y_pred: Any) -> Any:
     """Pixel-mean binary cross-entropy (nats) plus :func:`dice_loss`."""
     y_pred = ops.convert_to_tensor(y_pred)
@@ -297,6 +308,7 @@ def bce_dice_loss(y_true: Any, y_pred: Any) -> Any:
     return bce + dice_loss(y_true, y_pred)
 
 
+@_serializable
 def hard_dice_per_image(y_true: Any, y_pred: Any, threshold: float = 0.5) -> Any:
     """Dice of each image (B,) after thresholding the probabilities (> ``threshold``): 2|A∩B| / (|A| + |B|), and 1
     where both masks are empty; the number :func:`helpers.segmentation.dice` gives for the same masks."""
@@ -427,6 +439,7 @@ def folder_datasets(
     return sets["train"], sets["val"], counts
 
 
+@live.reusable(outputs="out_dir")
 def train_from_folder(
     data: str | Path, out_dir: str | Path, model: str = "unet", loss: str = "bce_dice", epochs: int = 20,
     image_size: int = 128, depth: int = 4, width: int = 16, batch_norm: bool = True, batch_size: int = 8,

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from helpers import live
 from helpers.config import get_device, seed_everything
 from helpers.dicom import PIL_SUFFIXES, pil_unit, read_unit_image  # noqa: F401  (re-exported for the lessons)
 from helpers.errors import ArtifactMissing, WeightsUnavailable
@@ -561,6 +562,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: TrainConfig, epo
     return path
 
 
+@live.reusable(outputs="out_dir")
 def train(
     config: TrainConfig,
     train_data: tuple[np.ndarray, np.ndarray],

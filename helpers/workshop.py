@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import live
 from helpers.dicom import window
 from helpers.errors import UnsupportedImageError
 
@@ -665,6 +666,7 @@ def run_experiment(
                       classes=classes, on_epoch=on_epoch)[0]
 
 
+@live.reusable
 def run_all(features: Mapping[bool, np.ndarray], labels: Sequence[int], seeds: Sequence[int] = (0,),
             experiments: Mapping[str, Experiment] | None = None, **kwargs: Any) -> dict[tuple[str, int], ExperimentRun]:
     """Every experiment (default :data:`EXPERIMENTS`) for every seed: ``{(key, seed): run}``. Experiments that differ

@@ -142,3 +142,26 @@ def test_under_nbval_a_claim_that_does_not_hold_fails_its_cell_and_the_run_lists
     assert "1 failed, 2 passed" in run.stdout  # only the claims cell of off.ipynb
     assert "dice: 0.2 (expected 0.900 to 1.000)" in run.stdout
     assert "ok.ipynb (quick setting): claims 2/2" in run.stdout and "off.ipynb (quick setting): claims 0/1" in run.stdout
+
+
+@pytest.mark.slow
+def test_live_mode_reuses_a_notebook_training_function_on_the_next_run_and_the_table_says_so(tmp_path, monkeypatch):
+    """A training function a notebook defines (fingerprinted by its source) is stored on the first run and reused on
+    the second; editing its source makes the third run train again (issue 19, item 3)."""
+    monkeypatch.setenv("MEDIMG_REUSE", "1")
+    monkeypatch.setenv("MEDIMG_DATA_DIR", str(tmp_path / "data"))
+    cell = ("import numpy as np\nfrom helpers import live\n\n@live.reusable\ndef fit(x, epochs):\n"
+            "    return float((x ** 2).sum() * epochs){edit}\n\nprint(fit(np.arange(4.0), 3))")
+    write_nb(tmp_path / "repo" / "01_load_data" / "01_fit.ipynb", [cell.format(edit="")])
+    runs = []
+    for edit in ("", "", " + 0.0"):
+        write_nb(tmp_path / "repo" / "01_load_data" / "01_fit.ipynb", [cell.format(edit=edit)])
+        lines: list[str] = []
+        runs.append(nbtools.run_collection(tmp_path / "repo", tmp_path / "out", quick=True, report=lines.append)[0])
+        assert runs[-1].status == "ok", runs[-1].error
+    assert [r.live for r in runs] == [{"reused": 0, "trained": 1}, {"reused": 1, "trained": 0},
+                                      {"reused": 0, "trained": 1}]
+    assert "live 1/1 reused" in lines[-1] or nbtools.live_text(runs[1].live) == "live 1/1 reused"
+    table = nbtools.format_table(runs[1:2])
+    assert "live mode" in table.splitlines()[0] and "1/1 reused" in table
+    assert nbtools.read_live({"cells": []}) == {}

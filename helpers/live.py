@@ -152,6 +152,20 @@ def _source(obj: Any) -> str:
         return repr((code.co_code, code.co_consts, code.co_names))
 
 
+def _class_source(cls: type) -> str:
+    """A class's source; for a class a notebook cell defines (where ``inspect`` finds no file on Python < 3.13), the
+    sources of its methods, which IPython keeps."""
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        parts = [cls.__qualname__, repr([base.__qualname__ for base in cls.__mro__])]
+        for name, member in sorted(vars(cls).items()):
+            member = getattr(member, "__func__", member)  # staticmethod, classmethod
+            if inspect.isfunction(member):
+                parts.append(f"{name}={_source(member)}")
+        return "\n".join(parts)
+
+
 def _function_digest(fn: Any, seen: set[int]) -> str:
     """A function by its module, name and source, its defaults and closure values, and (for a function a notebook
     defines) the notebook functions and classes it calls: editing any of them makes another fingerprint."""
@@ -183,7 +197,7 @@ def _function_digest(fn: Any, seen: set[int]) -> str:
             if id(value) not in seen:
                 seen.add(id(value))
                 parts.append(global_name + "=" + (_function_digest(value, seen) if inspect.isfunction(value)
-                                                  else _h("class", _source(value))))
+                                                  else _h("class", _class_source(value))))
     return _h(*parts)
 
 
@@ -262,7 +276,7 @@ def _digest(value: Any, seen: set[int] | None = None) -> str:
         return _h("range", repr(value))
     if inspect.isclass(value):
         return _h("class", value.__module__, value.__qualname__,
-                  _source(value) if value.__module__ == "__main__" else "")
+                  _class_source(value) if value.__module__ == "__main__" else "")
     if callable(value) and (inspect.isroutine(value) or isinstance(value, functools.partial)):
         return _function_digest(value, seen)
     if type(value).__repr__ is not object.__repr__ and " at 0x" not in repr(value):
@@ -308,7 +322,7 @@ def _state_digest(value: Any) -> str:
     if isinstance(model, torch.nn.Module):
         parts = ["torch", type(model).__module__, type(model).__qualname__, repr(model)]
         if type(model).__module__ == "__main__":
-            parts.append(_source(type(model)))
+            parts.append(_class_source(type(model)))
         for key, tensor in model.state_dict().items():
             array = tensor.detach().cpu().contiguous()
             parts.append(f"{key}:{array.dtype}:{tuple(array.shape)}:"

@@ -217,3 +217,12 @@ def test_a_keras_model_trained_in_place_gets_the_stored_weights(reuse):
     fit_keras(again, x, y, 2)
     assert CALLS["fit"] == 1
     assert all(np.array_equal(a, b) for a, b in zip(trained.get_weights(), again.get_weights()))
+
+
+def test_a_class_a_notebook_defines_is_fingerprinted_by_its_methods_source():
+    def define(body: str):
+        namespace = {"__name__": "__main__"}
+        exec(f"class Head:\n    def forward(self, x):\n        return {body}\n", namespace)  # noqa: S102
+        return namespace["Head"]
+
+    assert live.digest(define("x + 1")) == live.digest(define("x + 1")) != live.digest(define("x * 2"))

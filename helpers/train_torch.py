@@ -569,8 +569,13 @@ def train(
     val_data: tuple[np.ndarray, np.ndarray],
     out_dir: str | Path,
     log_to_mlflow: bool | None = None,
+    build: Callable[[TrainConfig], nn.Module] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on (images, labels) arrays; keep the epoch with the best validation AUC.
+
+    ``build`` is the lesson's own model: ``build(config)`` makes the network (after seeding, as the built-in one
+    is made), so a notebook that writes the model out trains exactly that. It must have the layers and weight shapes
+    of ``config.model``'s network (checked here), so that its checkpoint loads anywhere with :func:`load_checkpoint`.
 
     AdamW with a one-cycle (or cosine) schedule stepped per batch, BCEWithLogitsLoss for one label or
     several, the validation AUC (macro over labels with both classes) each epoch, early stopping after
@@ -599,7 +604,7 @@ def train(
     checkpoint = out_dir / "best.pt"
 
     seed_everything(config.seed)
-    model = to_device(build_model(config), device)
+    model = to_device(build_model(config) if build is None else _lesson_model(build, config), device)
     shuffle = torch.Generator().manual_seed(int(config.seed))
     resize = eval_transforms(config.image_size)  # once, for the whole array, instead of once per image and epoch
     train_set, val_set = ArrayDataset(resize(x_train), y_train), ArrayDataset(resize(x_val), y_val)
@@ -698,6 +703,24 @@ def train(
         log_model(result)
         tracking.log_artifact(out_dir / "history.csv")
     return result
+
+
+def _lesson_model(build: Callable[[TrainConfig], nn.Module], config: TrainConfig) -> nn.Module:
+    """``build(config)``, checked against the built-in network of ``config.model`` (made without touching the random
+    number generators, so the lesson's model starts from the same weights the built-in one would)."""
+    model = build(config)
+    with torch.random.fork_rng(devices=[]):
+        reference = build_model(config, pretrained=False)
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    if mine != theirs:
+        differ = sorted(set(mine.items()) ^ set(theirs.items()))[:4]
+        raise ValueError(
+            f"The model build() made is not config.model={config.model!r}: its weights differ in name or shape "
+            f"({differ} ...), so its checkpoint would not load as that model. Write the same layers, or train it "
+            "with your own loop."
+        )
+    return model
 
 
 def _both_classes(y: np.ndarray) -> bool:

@@ -296,7 +296,7 @@ class HeadResult:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """Run torch on ``n`` threads inside the block: a head's batches are tiny, and a second thread only waits on the
     first (and on anything else using the CPU), which made training up to 3x slower."""
     before = torch.get_num_threads()
@@ -340,7 +340,7 @@ def train_head(
     rows: list[dict[str, float]] = []
     probs_at: dict[int, np.ndarray] = {}
     start = time.perf_counter()
-    with _torch_threads(1):
+    with torch_threads(1):
         for epoch in range(1, epochs + 1):
             head.train()
             for idx in torch.randperm(len(xt), generator=generator).split(batch_size):
@@ -624,10 +624,14 @@ def run_family(
     experiments: Sequence[Experiment], features: Mapping[bool, np.ndarray], labels: Sequence[int], seed: int = 0,
     groups: Sequence[Any] | None = None, lr: float = TM_LEARNING_RATE, batch_size: int = TM_BATCH_SIZE,
     classes: Sequence[str] = CLASSES, on_epoch: Callable[[pd.DataFrame], None] | None = None,
+    train: Callable[..., HeadResult] = train_head,
 ) -> list[ExperimentRun]:
     """Experiments that differ only in their number of epochs (the workshop's 3 and 4), from ONE training run of
     the longest: the others are read from its earlier epochs, which is exactly what training them alone gives
-    (same seed, same images, same batches). Runs come back in the order given. See :func:`run_experiment`."""
+    (same seed, same images, same batches). Runs come back in the order given. See :func:`run_experiment`.
+
+    ``train`` trains the head: :func:`train_head`, or the lesson's own function with its arguments (the notebook
+    writes the head and its loop out and passes them here)."""
     if not experiments:
         raise ValueError("run_family needs at least one experiment.")
     longest = max(experiments, key=lambda e: e.epochs)
@@ -642,8 +646,8 @@ def run_family(
     y = labels[chosen]
     test = holdout_per_class(y, seed=seed, groups=None if groups is None else np.asarray(groups, dtype=object)[chosen])
     x = features[longest.colour][chosen]
-    result = train_head(x[~test], y[~test], x[test], y[test], len(classes), longest.epochs, batch_size, lr,
-                        seed=seed, on_epoch=on_epoch, snapshots=[e.epochs for e in experiments if e is not longest])
+    result = train(x[~test], y[~test], x[test], y[test], len(classes), longest.epochs, batch_size, lr,
+                   seed=seed, on_epoch=on_epoch, snapshots=[e.epochs for e in experiments if e is not longest])
     per_epoch = result.seconds / longest.epochs
     return [
         _read_out(e, seed, result.history, result.test_probs, y[test], result.head, result.seconds, classes)
@@ -658,12 +662,13 @@ def run_experiment(
     experiment: Experiment, features: Mapping[bool, np.ndarray], labels: Sequence[int], seed: int = 0,
     groups: Sequence[Any] | None = None, lr: float = TM_LEARNING_RATE, batch_size: int = TM_BATCH_SIZE,
     classes: Sequence[str] = CLASSES, on_epoch: Callable[[pd.DataFrame], None] | None = None,
+    train: Callable[..., HeadResult] = train_head,
 ) -> ExperimentRun:
     """Draw the experiment's images from the pool (``features[colour]``: the pool's features without and with
     colour coding, rows aligned with ``labels``), hold out 15% of each class (by patient when ``groups``),
     train the head, and read out what Teachable Machine showed."""
     return run_family([experiment], features, labels, seed=seed, groups=groups, lr=lr, batch_size=batch_size,
-                      classes=classes, on_epoch=on_epoch)[0]
+                      classes=classes, on_epoch=on_epoch, train=train)[0]
 
 
 @live.reusable
@@ -927,7 +932,7 @@ def instructor_panel(pool: Pool, extractor: nn.Module, size: int = FEATURE_SIZE,
         key = next(iter(experiments))
         available = [int((pool.labels == k).sum()) for k in range(len(CLASSES))]
         run = run_experiment(fit_to(experiments[key], available), pool.features, pool.labels, groups=pool.groups,
-                             **{k: v for k, v in kwargs.items() if k in ("lr", "batch_size")})
+                             **{k: v for k, v in kwargs.items() if k in ("lr", "batch_size", "train")})
         return plot_run(run)
     from IPython.display import display
 
@@ -979,5 +984,5 @@ __all__ = [
     "TM_TEST_FRACTION", "PAINT_BLOCK", "brain_picture", "build_pool", "check_lessons", "classify", "colour_code", "colour_code_picture", "extract_features", "holdout_per_class",
     "fit_to", "hu_in_range_fraction", "image_from_bytes", "instructor_panel", "load_pictures", "make_extractor", "paint_mask", "per_class_accuracy", "picture_pool", "plot_run", "plot_spread", "run_all", "spread", "summaries", "target_of",
     "plot_hu_histogram", "run_experiment", "run_family", "sample_counts", "scaled", "to_rgb_batch",
-    "train_head", "uploaded_files", "window_to_hu",
+    "torch_threads", "train_head", "uploaded_files", "window_to_hu",
 ]

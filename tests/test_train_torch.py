@@ -6,6 +6,7 @@ Everything runs on the CPU with tiny generated sets (32 px), so the whole file t
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import urllib.error
 
 import numpy as np
@@ -409,3 +410,54 @@ def test_read_unit_image_keeps_the_file_size_and_matches_load_images(tmp_path):
     one = T.read_unit_image(table.path[0])
     assert one.shape == (64, 64)
     np.testing.assert_allclose(T.load_images(table.path[:1], size=64)[0, 0], np.clip(one, 0, 1))
+
+
+# --- The lesson's own network (issue 20: the model is written in the notebook) ---------------------------------
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "03_train_classifier" / "01_chest_xray_pytorch.ipynb"
+
+
+def _notebook_small_cnn():
+    """The ``small_cnn`` and ``build`` that the chest lesson defines in its own cell, read from the stored notebook."""
+    import json
+    from collections import OrderedDict
+
+    cells = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+             if c["cell_type"] == "code"]
+    source = next(s for s in cells if s.startswith("def small_cnn("))
+    definitions = source.split("\n\n\nhelpers.seed_everything")[0]  # the two functions, not the cell's demo lines
+    namespace = {"nn": torch.nn, "OrderedDict": OrderedDict, "tt": T, "torch": torch}
+    exec(definitions, namespace)  # noqa: S102 (the lesson's own code, from this repository)
+    return namespace["small_cnn"], namespace["build"]
+
+
+def test_the_notebooks_network_is_the_helpers_network_no_drift():
+    """The Azure ML job (python -m helpers.train_torch) and load_checkpoint build helpers' small_cnn; the lesson trains
+    the one it writes out. They must be the same network: same layers, same weights for the same seed, same output."""
+    small_cnn, build = _notebook_small_cnn()
+    torch.manual_seed(0)
+    mine = small_cnn(2)
+    torch.manual_seed(0)
+    theirs = T.small_cnn(2)
+    assert repr(mine) == repr(theirs)
+    assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()))
+    x = torch.rand(3, 1, 32, 32)
+    assert torch.equal(mine.eval()(x), theirs.eval()(x))
+    assert isinstance(build(_config(label_names=("a", "b"))), torch.nn.Sequential)
+
+
+def test_train_with_the_lessons_build_gives_the_same_run_as_the_built_in_model(chest, tmp_path):
+    train, val = _small(chest)
+    _, build = _notebook_small_cnn()
+    built_in = T.train(_config(), train, val, tmp_path / "a")
+    lesson = T.train(_config(), train, val, tmp_path / "b", build=build)
+    assert lesson.history[["train_loss", "val_auc"]].equals(built_in.history[["train_loss", "val_auc"]])
+    reloaded, _ = T.load_checkpoint(lesson.checkpoint)  # its checkpoint loads as the built-in network
+    x = torch.from_numpy(val[0][:4])
+    assert torch.allclose(reloaded(x), lesson.model(x))
+
+
+def test_train_refuses_a_build_that_is_not_the_configured_network(chest, tmp_path):
+    train, val = _small(chest)
+    with pytest.raises(ValueError, match="is not config.model='small_cnn'.*checkpoint would not load"):
+        T.train(_config(), train, val, tmp_path / "c", build=lambda config: T.small_cnn(1, width=8))

@@ -469,3 +469,40 @@ def test_the_workshop_files_make_a_pool_with_colour(shared_data):
     assert 0 < np.mean(painted) < 0.2  # some pixels of the brain window's upper half, never the whole picture
     run = W.run_experiment(W.EXPERIMENTS["1"], pool.features, pool.labels, seed=0)
     assert run.per_class.images.tolist() == [4, 4]  # round(0.15 * 30) held out per class, by image (no patient IDs)
+
+
+# --- The lesson's own head and loop (issue 20: the method is written in the notebook) --------------------------
+
+
+def _notebook_train_head():
+    """The Head and train_head the workshop notebook defines in its own cell, read from the stored notebook."""
+    import json
+    import time
+    from pathlib import Path
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    path = Path(__file__).resolve().parents[1] / "06_workshop_experiments" / "01_ich_experiments.ipynb"
+    cells = ["".join(c["source"]) for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+             if c["cell_type"] == "code"]
+    source = next(s for s in cells if s.startswith("class Head(nn.Module):"))
+    namespace = {"nn": nn, "F": F, "torch": torch, "np": np, "pd": pd, "time": time, "ws": W}
+    exec(source, namespace)  # noqa: S102 (the lesson's own code, from this repository)
+    return namespace["train_head"]
+
+
+def test_the_notebooks_head_and_loop_train_exactly_as_the_helpers_do():
+    """No drift between the lesson's written-out head and loop and W.train_head (the default of run_family, which tests and benchmarks use): same data and seed, same history, same probabilities."""
+    train_head = _notebook_train_head()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 12)).astype(np.float32), np.arange(60) % 2
+    x[y == 1, :3] += 1.0
+    args = (x[:45], y[:45], x[45:], y[45:], 2, 8, 16, 1e-3)
+    mine = train_head(*args, seed=3, snapshots=(4,))
+    theirs = W.train_head(*args, seed=3, snapshots=(4,))
+    pd.testing.assert_frame_equal(mine.history, theirs.history)
+    assert np.array_equal(mine.test_probs, theirs.test_probs) and np.array_equal(mine.probs_at[4], theirs.probs_at[4])
+    run = W.run_experiment(W.Experiment("t", (20, 20), 5, False, "small data"), {False: x}, y, seed=1,
+                            train=train_head)
+    assert len(run.history) == 5

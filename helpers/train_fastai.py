@@ -820,6 +820,167 @@ def fixmatch(
         return net, pd.DataFrame(rows)
 
 
+# --- MixMatch ------------------------------------------------------------------------------------------------------
+
+
+def sharpen(probabilities: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """MixMatch's sharpening of class probabilities (N, C): p^(1/T), renormalised per row (T -> 0 gives one-hot).
+
+    Hand case: [0.6, 0.4] at T = 0.5 gives [0.36, 0.16] / 0.52 = [0.692, 0.308].
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}.")
+    q = probabilities.clamp_min(1e-12) ** (1.0 / float(temperature))
+    return q / q.sum(dim=1, keepdim=True)
+
+
+def mixmatch_loss(
+    logits_labelled: torch.Tensor,
+    targets_labelled: torch.Tensor,
+    logits_unlabelled: torch.Tensor,
+    targets_unlabelled: torch.Tensor,
+    lambda_u: float = 75.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MixMatch's loss: (total, cross-entropy of the mixed labelled batch with its soft targets, squared error between
+    the mixed unlabelled batch's softmax and its guessed targets, averaged over classes and images).
+
+    Hand case: labelled logits [[0, 0]] with target [1, 0] give log 2; unlabelled logits [[0, 0]] with target [1, 0]
+    give ((0.5 - 1)^2 + 0.5^2) / 2 = 0.25; total log 2 + lambda_u * 0.25.
+    """
+    supervised = -(targets_labelled * F.log_softmax(logits_labelled, dim=1)).sum(dim=1).mean()
+    unlabelled = ((torch.softmax(logits_unlabelled, dim=1) - targets_unlabelled) ** 2).mean()
+    return supervised + lambda_u * unlabelled, supervised, unlabelled
+
+
+@live.reusable(mutates="model")
+def mixmatch(
+    model: nn.Module,
+    labelled_images: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    unlabelled_images: np.ndarray,
+    valid_images: np.ndarray | None = None,
+    valid_labels: Sequence[int] | np.ndarray | None = None,
+    epochs: int = 5,
+    batch_size: int = 16,
+    mu: int = 3,
+    k: int = 2,
+    temperature: float = 0.5,
+    alpha: float = 0.75,
+    lambda_u: float = 75.0,
+    rampup: float = 0.2,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    steps_per_epoch: int | None = None,
+    flip: bool = True,
+    unlabelled_labels: Sequence[int] | np.ndarray | None = None,
+    seed: int = 0,
+    device: str | None = None,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """MixMatch (Berthelot et al. 2019) on a few labelled plus unlabelled images: (trained copy of ``model``, history).
+
+    Each step takes ``batch_size`` labelled images (weak view, one-hot targets) and ``mu * batch_size`` unlabelled
+    ones seen in ``k`` weak views; the guessed label of an unlabelled image is the mean softmax over its views,
+    sharpened (:func:`sharpen`, ``temperature``). All views with their targets are then mixed with a shuffled copy of
+    themselves (MixUp, lambda ~ Beta(``alpha``, ``alpha``), kept >= 0.5 so each mix stays closer to its own image), and
+    the loss is :func:`mixmatch_loss` with the unlabelled weight rising linearly to ``lambda_u`` (the paper's 75) over
+    the first ``rampup`` fraction of the steps. Same optimiser, schedule, steps and augmentation as :func:`fixmatch`
+    with the same arguments, so the two and the supervised baseline (``fixmatch(..., lambda_u=0)``) compare on one
+    budget. The paper's interleaving of batches for batch normalisation is left out. ``model`` is copied, not changed;
+    random draws come from ``seed``. History columns as :func:`fixmatch`'s (``mask_rate`` is 1: every guess is used;
+    ``pseudo_accuracy`` is the accuracy of the guesses' argmax when ``unlabelled_labels`` are known).
+    """
+    if int(k) < 1 or int(mu) < 1 or int(batch_size) < 1 or int(epochs) < 1 or lambda_u < 0 or alpha <= 0:
+        raise ValueError("k, mu, batch_size and epochs must be at least 1, lambda_u >= 0 and alpha > 0.")
+    if unlabelled_images is None or len(unlabelled_images) == 0:
+        raise ValueError("MixMatch needs unlabelled images; without any, train the supervised baseline "
+                         "(fixmatch(..., unlabelled_images=None)).")
+    gen = torch.Generator().manual_seed(int(seed))
+    mix_rng = np.random.default_rng(int(seed))
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    with _seeded(int(seed), dev):
+        net = copy.deepcopy(model).to(dev)
+        x_l = _grey_float(labelled_images)
+        y_l = torch.as_tensor(np.asarray(labels).astype(np.int64).ravel())
+        if len(x_l) != len(y_l) or len(y_l) == 0:
+            raise ValueError(f"{len(x_l)} labelled images but {len(y_l)} labels: they must pair up and not be empty.")
+        x_u = _grey_float(unlabelled_images)
+        y_u = torch.as_tensor(np.asarray(unlabelled_labels).astype(np.int64).ravel()) if (
+            unlabelled_labels is not None) else None
+        have_valid = valid_images is not None and valid_labels is not None
+        x_v = _grey_float(valid_images) if have_valid else None
+        y_v = torch.as_tensor(np.asarray(valid_labels).astype(np.int64).ravel()) if have_valid else None
+        n_u = int(mu) * int(batch_size)
+        steps = int(steps_per_epoch or math.ceil(len(x_u) / n_u))
+        optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=int(epochs) * steps)
+
+        def draw(n_items: int, count: int, queue: list[int]) -> list[int]:
+            while len(queue) < count:
+                queue.extend(torch.randperm(n_items, generator=gen).tolist())
+            taken = queue[:count]
+            del queue[:count]
+            return taken
+
+        queue_l: list[int] = []
+        queue_u: list[int] = []
+        rows: list[dict[str, Any]] = []
+        ramp_steps = rampup * int(epochs) * steps
+        step = 0
+        for epoch in range(1, int(epochs) + 1):
+            start = time.perf_counter()
+            net.train()
+            sums = {"train_loss": 0.0, "supervised_loss": 0.0, "unlabelled_loss": 0.0, "weight": 0.0,
+                    "guess_ok": 0.0, "guess_n": 0.0}
+            lr_used = optimizer.param_groups[0]["lr"]
+            for _ in range(steps):
+                weight = lambda_u * (min(1.0, step / ramp_steps) if ramp_steps > 0 else 1.0)
+                step += 1
+                il = draw(len(x_l), min(int(batch_size), len(x_l)), queue_l)
+                iu = draw(len(x_u), min(n_u, len(x_u)), queue_u)
+                xb = weak_augment(x_l[il].to(dev), gen, flip)
+                tb = F.one_hot(y_l[il], 2).float().to(dev)
+                views = [weak_augment(x_u[iu].to(dev), gen, flip) for _ in range(int(k))]
+                with torch.no_grad():  # the guessed labels: mean softmax over the views, sharpened
+                    mean_p = torch.stack([torch.softmax(net(_normalise(v)).float(), dim=1) for v in views]).mean(0)
+                    guess = sharpen(mean_p, temperature)
+                every_x = torch.cat([xb, *views])
+                every_t = torch.cat([tb, *([guess] * int(k))])
+                lam = float(mix_rng.beta(alpha, alpha))
+                lam = max(lam, 1.0 - lam)
+                partner = torch.randperm(len(every_x), generator=gen).to(dev)
+                mixed_x = lam * every_x + (1.0 - lam) * every_x[partner]
+                mixed_t = lam * every_t + (1.0 - lam) * every_t[partner]
+                logits = net(_normalise(mixed_x)).float()
+                n_l = len(il)
+                loss, sup, unsup = mixmatch_loss(logits[:n_l], mixed_t[:n_l], logits[n_l:], mixed_t[n_l:], weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                lr_used = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                sums["train_loss"] += float(loss.detach())
+                sums["supervised_loss"] += float(sup.detach())
+                sums["unlabelled_loss"] += float(unsup.detach())
+                sums["weight"] += weight
+                if y_u is not None:
+                    sums["guess_ok"] += float((guess.argmax(dim=1).cpu() == y_u[iu]).sum())
+                    sums["guess_n"] += float(len(iu))
+            row: dict[str, Any] = {
+                "epoch": epoch, "steps": steps, "train_loss": sums["train_loss"] / steps,
+                "supervised_loss": sums["supervised_loss"] / steps, "unlabelled_loss": sums["unlabelled_loss"] / steps,
+                "lambda_u": sums["weight"] / steps, "mask_rate": 1.0,
+                "pseudo_accuracy": sums["guess_ok"] / sums["guess_n"] if sums["guess_n"] else float("nan"),
+            }
+            if have_valid:
+                row.update(_evaluate(net, x_v, y_v, dev, 2 * int(batch_size) * int(mu)))
+            else:
+                row.update(valid_loss=float("nan"), valid_auc=float("nan"), valid_accuracy=float("nan"))
+            row.update(lr=lr_used, seconds=time.perf_counter() - start)
+            rows.append(row)
+        net.eval()
+        return net, pd.DataFrame(rows)
+
+
 # --- SimCLR ---------------------------------------------------------------------------------------------------------
 
 
@@ -940,7 +1101,7 @@ def simclr_pretrain(
 
 __all__ = [
     "ARCHS", "IMAGENET_MEAN", "IMAGENET_STD", "LOSSES", "TOP_LOSS_COLUMNS", "class_weights", "dls_from_arrays",
-    "fit", "fixmatch", "fixmatch_loss", "focal_loss", "gradcam", "interpretation", "make_encoder", "make_learner",
+    "fit", "fixmatch", "fixmatch_loss", "mixmatch", "mixmatch_loss", "sharpen", "focal_loss", "gradcam", "interpretation", "make_encoder", "make_learner",
     "make_model", "nt_xent_loss", "predict_proba", "simclr_pretrain", "simclr_view", "small_cnn_body", "strong_augment",
     "to_input",
     "weak_augment", "weighted_ce", "xray_batch_tfms",

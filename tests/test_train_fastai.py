@@ -360,6 +360,46 @@ def test_fixmatch_learns_an_easy_task_from_few_labels(toy):
     assert history["valid_auc"].iloc[-1] >= 0.8
 
 
+# --- MixMatch -------------------------------------------------------------------------------------------------------
+
+
+def test_sharpen_and_mixmatch_loss_hand_cases():
+    sharp = tf.sharpen(torch.tensor([[0.6, 0.4]]), 0.5)
+    assert sharp[0].tolist() == pytest.approx([0.36 / 0.52, 0.16 / 0.52], rel=1e-5)
+    assert tf.sharpen(torch.tensor([[0.6, 0.4]]), 0.01)[0, 0] > 0.999  # T -> 0: one-hot
+    with pytest.raises(ValueError, match="temperature"):
+        tf.sharpen(torch.tensor([[0.5, 0.5]]), 0.0)
+    loss, sup, unsup = tf.mixmatch_loss(torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]]),
+                                        torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]]), lambda_u=4.0)
+    assert float(sup) == pytest.approx(math.log(2), rel=1e-6)
+    assert float(unsup) == pytest.approx(0.25, rel=1e-6)
+    assert float(loss) == pytest.approx(math.log(2) + 4.0 * 0.25, rel=1e-6)
+
+
+def test_mixmatch_trains_a_copy_on_fixmatchs_budget_and_reports_its_guesses(toy):
+    images, labels, valid = toy
+    train = np.setdiff1d(np.arange(48), valid)
+    labelled = train[:12]
+    model = tiny_classifier(seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    args = dict(epochs=2, batch_size=6, mu=2, lr=1e-2, unlabelled_labels=labels[train], seed=0)
+    net, history = tf.mixmatch(model, images[labelled], labels[labelled], images[train], images[valid],
+                               labels[valid], lambda_u=3.0, rampup=1.0, **args)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert net is not model and not net.training
+    _, fix = tf.fixmatch(model, images[labelled], labels[labelled], images[train], images[valid], labels[valid],
+                         threshold=0.6, **args)
+    assert history["steps"].tolist() == fix["steps"].tolist() == [3, 3]  # the same budget of steps
+    assert history["lambda_u"].iloc[0] == pytest.approx(3.0 * (0 + 1 + 2) / 6 / 3)  # ramped over 6 steps
+    assert np.isfinite(history[["train_loss", "supervised_loss", "unlabelled_loss", "valid_loss"]].to_numpy()).all()
+    assert history["pseudo_accuracy"].between(0, 1).all() and history["valid_auc"].between(0, 1).all()
+    _, again = tf.mixmatch(model, images[labelled], labels[labelled], images[train], images[valid], labels[valid],
+                           lambda_u=3.0, rampup=1.0, **args)
+    pd.testing.assert_frame_equal(history.drop(columns="seconds"), again.drop(columns="seconds"))  # repeatable
+    with pytest.raises(ValueError, match="needs unlabelled images"):
+        tf.mixmatch(model, images[labelled], labels[labelled], None)
+
+
 # --- SimCLR ---------------------------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 import urllib.error
@@ -681,6 +682,46 @@ def fixmatch_loss(
     return supervised + lambda_u * unlabelled, supervised, unlabelled, mask
 
 
+@dataclasses.dataclass
+class _SemiData:
+    """The tensors a semi-supervised run reads: labelled images and labels, unlabelled images (and their labels when
+    known, for reporting only), validation images and labels (None when not given)."""
+
+    x_l: torch.Tensor
+    y_l: torch.Tensor
+    x_u: torch.Tensor | None
+    y_u: torch.Tensor | None
+    x_v: torch.Tensor | None
+    y_v: torch.Tensor | None
+
+
+def _labels_tensor(labels: Sequence[int] | np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(labels).astype(np.int64).ravel())
+
+
+def _semi_data(labelled_images: np.ndarray, labels: Sequence[int] | np.ndarray, unlabelled_images: np.ndarray | None,
+               valid_images: np.ndarray | None, valid_labels: Sequence[int] | np.ndarray | None,
+               unlabelled_labels: Sequence[int] | np.ndarray | None) -> _SemiData:
+    """The inputs of :func:`fixmatch` and :func:`mixmatch` as tensors, checked (labelled images and labels pair up)."""
+    x_l, y_l = _grey_float(labelled_images), _labels_tensor(labels)
+    if len(x_l) != len(y_l) or len(y_l) == 0:
+        raise ValueError(f"{len(x_l)} labelled images but {len(y_l)} labels: they must pair up and not be empty.")
+    x_u = _grey_float(unlabelled_images) if unlabelled_images is not None and len(unlabelled_images) else None
+    y_u = _labels_tensor(unlabelled_labels) if unlabelled_labels is not None and x_u is not None else None
+    have_valid = valid_images is not None and valid_labels is not None
+    return _SemiData(x_l, y_l, x_u, y_u, _grey_float(valid_images) if have_valid else None,
+                     _labels_tensor(valid_labels) if have_valid else None)
+
+
+def _draw(n_items: int, k: int, queue: list[int], gen: torch.Generator) -> list[int]:
+    """Next ``k`` indices of shuffled passes over ``n_items`` (reshuffled each pass), from ``queue``."""
+    while len(queue) < k:
+        queue.extend(torch.randperm(n_items, generator=gen).tolist())
+    taken = queue[:k]
+    del queue[:k]
+    return taken
+
+
 @live.reusable(mutates="model")
 def fixmatch(
     model: nn.Module,
@@ -732,16 +773,9 @@ def fixmatch(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     with _seeded(int(seed), dev):
         net = copy.deepcopy(model).to(dev)
-        x_l = _grey_float(labelled_images)
-        y_l = torch.as_tensor(np.asarray(labels).astype(np.int64).ravel())
-        if len(x_l) != len(y_l) or len(y_l) == 0:
-            raise ValueError(f"{len(x_l)} labelled images but {len(y_l)} labels: they must pair up and not be empty.")
-        x_u = _grey_float(unlabelled_images) if unlabelled_images is not None and len(unlabelled_images) else None
-        y_u = torch.as_tensor(np.asarray(unlabelled_labels).astype(np.int64).ravel()) if (
-            unlabelled_labels is not None and x_u is not None) else None
-        have_valid = valid_images is not None and valid_labels is not None
-        x_v = _grey_float(valid_images) if have_valid else None
-        y_v = torch.as_tensor(np.asarray(valid_labels).astype(np.int64).ravel()) if have_valid else None
+        data = _semi_data(labelled_images, labels, unlabelled_images, valid_images, valid_labels, unlabelled_labels)
+        x_l, y_l, x_u, y_u, x_v, y_v = data.x_l, data.y_l, data.x_u, data.y_u, data.x_v, data.y_v
+        have_valid = x_v is not None
         n_u = int(mu) * int(batch_size)
         if steps_per_epoch is None:
             steps_per_epoch = math.ceil(len(x_u) / n_u) if x_u is not None else math.ceil(len(x_l) / int(batch_size))
@@ -749,14 +783,6 @@ def fixmatch(
         use_unlabelled = x_u is not None and lambda_u > 0
         optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=int(epochs) * steps)
-
-        def draw(n_items: int, k: int, queue: list[int]) -> list[int]:
-            """Next ``k`` indices of shuffled passes over ``n_items`` (reshuffled each pass)."""
-            while len(queue) < k:
-                queue.extend(torch.randperm(n_items, generator=gen).tolist())
-            taken = queue[:k]
-            del queue[:k]
-            return taken
 
         queue_l: list[int] = []
         queue_u: list[int] = []
@@ -772,11 +798,11 @@ def fixmatch(
             for _ in range(steps):
                 weight = lambda_u * (min(1.0, step / ramp_steps) if ramp_steps > 0 else 1.0)
                 step += 1
-                il = draw(len(x_l), min(int(batch_size), len(x_l)), queue_l)
+                il = _draw(len(x_l), min(int(batch_size), len(x_l)), queue_l, gen)
                 xb = weak_augment(x_l[il].to(dev), gen, flip)
                 yb = y_l[il].to(dev)
                 if use_unlabelled:
-                    iu = draw(len(x_u), min(n_u, len(x_u)), queue_u)
+                    iu = _draw(len(x_u), min(n_u, len(x_u)), queue_u, gen)
                     ub = x_u[iu].to(dev)
                     batch = torch.cat([xb, weak_augment(ub, gen, flip), strong_augment(ub, gen, flip)])
                     logits = net(_normalise(batch)).float()
@@ -899,27 +925,13 @@ def mixmatch(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     with _seeded(int(seed), dev):
         net = copy.deepcopy(model).to(dev)
-        x_l = _grey_float(labelled_images)
-        y_l = torch.as_tensor(np.asarray(labels).astype(np.int64).ravel())
-        if len(x_l) != len(y_l) or len(y_l) == 0:
-            raise ValueError(f"{len(x_l)} labelled images but {len(y_l)} labels: they must pair up and not be empty.")
-        x_u = _grey_float(unlabelled_images)
-        y_u = torch.as_tensor(np.asarray(unlabelled_labels).astype(np.int64).ravel()) if (
-            unlabelled_labels is not None) else None
-        have_valid = valid_images is not None and valid_labels is not None
-        x_v = _grey_float(valid_images) if have_valid else None
-        y_v = torch.as_tensor(np.asarray(valid_labels).astype(np.int64).ravel()) if have_valid else None
+        data = _semi_data(labelled_images, labels, unlabelled_images, valid_images, valid_labels, unlabelled_labels)
+        x_l, y_l, x_u, y_u, x_v, y_v = data.x_l, data.y_l, data.x_u, data.y_u, data.x_v, data.y_v
+        have_valid = x_v is not None
         n_u = int(mu) * int(batch_size)
         steps = int(steps_per_epoch or math.ceil(len(x_u) / n_u))
         optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=int(epochs) * steps)
-
-        def draw(n_items: int, count: int, queue: list[int]) -> list[int]:
-            while len(queue) < count:
-                queue.extend(torch.randperm(n_items, generator=gen).tolist())
-            taken = queue[:count]
-            del queue[:count]
-            return taken
 
         queue_l: list[int] = []
         queue_u: list[int] = []
@@ -935,8 +947,8 @@ def mixmatch(
             for _ in range(steps):
                 weight = lambda_u * (min(1.0, step / ramp_steps) if ramp_steps > 0 else 1.0)
                 step += 1
-                il = draw(len(x_l), min(int(batch_size), len(x_l)), queue_l)
-                iu = draw(len(x_u), min(n_u, len(x_u)), queue_u)
+                il = _draw(len(x_l), min(int(batch_size), len(x_l)), queue_l, gen)
+                iu = _draw(len(x_u), min(n_u, len(x_u)), queue_u, gen)
                 xb = weak_augment(x_l[il].to(dev), gen, flip)
                 tb = F.one_hot(y_l[il], 2).float().to(dev)
                 views = [weak_augment(x_u[iu].to(dev), gen, flip) for _ in range(int(k))]
